@@ -1,0 +1,246 @@
+// Package config loads Ferry's settings once, from the environment and an
+// optional .env file, and validates them. Every setting is declared in one
+// table, which also produces `ferry serve --help` and the README's table.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting Ferry reads. Load fills it; nothing else reads the
+// environment.
+type Config struct {
+	Addr     string
+	DataDir  string
+	Database Database
+	// SecretKey signs access tokens. Empty means "generate one in DataDir",
+	// which Load allows only on SQLite.
+	SecretKey string
+	RedisURL  string
+
+	AdminEmail    string
+	AdminPassword string
+
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	MaxBodyBytes    int64
+	ShutdownTimeout time.Duration
+	LogLevel        string
+
+	AnthropicAPIKey  string
+	AnthropicBaseURL string
+	OpenAIAPIKey     string
+	OpenAIBaseURL    string
+	OllamaBaseURL    string
+	DefaultModel     string
+	SystemPrompt     string
+	ContextTokens    int
+	UpstreamTimeout  time.Duration
+}
+
+// Database says which engine to open and how.
+type Database struct {
+	Driver string // "sqlite" or "postgres"
+	// DSN is the driver's connection string: a file path for SQLite, a
+	// postgres:// URL for PostgreSQL.
+	DSN string
+}
+
+// SeedSystemPrompt is the seed tutorial's default system prompt, kept so its
+// clients get the same behaviour.
+const SeedSystemPrompt = "你是一个专业、友善的 AI 助手。"
+
+// Setting is one entry of the settings table.
+type Setting struct {
+	Env     string
+	Default string
+	Doc     string
+	Secret  bool
+	set     func(c *Config, v string) error
+}
+
+// Settings lists every setting Ferry reads, in the order the docs show them.
+var Settings = []Setting{
+	{Env: "HOST", Default: "127.0.0.1", Doc: "Interface to listen on (flag --addr overrides HOST and PORT).",
+		set: func(c *Config, v string) error { c.Addr = net.JoinHostPort(v, port(c.Addr)); return nil }},
+	{Env: "PORT", Default: "8000", Doc: "Port to listen on.",
+		set: func(c *Config, v string) error {
+			if _, err := strconv.ParseUint(v, 10, 16); err != nil {
+				return fmt.Errorf("not a port number")
+			}
+			c.Addr = net.JoinHostPort(host(c.Addr), v)
+			return nil
+		}},
+	{Env: "FERRY_DATA_DIR", Default: "./data", Doc: "Directory for the SQLite database and the generated secret key.",
+		set: func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{Env: "DATABASE_URL", Default: "", Doc: "postgres://, postgresql://, postgresql+asyncpg:// or sqlite:///path. Empty: SQLite in FERRY_DATA_DIR.",
+		Secret: true, set: func(c *Config, v string) error { return c.Database.parse(v) }},
+	{Env: "SECRET_KEY", Default: "", Doc: "Key that signs access tokens, at least 32 bytes. Required on PostgreSQL; on SQLite one is generated in FERRY_DATA_DIR.",
+		Secret: true, set: func(c *Config, v string) error { c.SecretKey = v; return nil }},
+	{Env: "REDIS_URL", Default: "", Doc: "redis:// URL; shares login throttling between instances.",
+		Secret: true, set: func(c *Config, v string) error { c.RedisURL = v; return nil }},
+	{Env: "FERRY_ADMIN_EMAIL", Default: "", Doc: "With FERRY_ADMIN_PASSWORD: create this admin at start if no user has that email.",
+		set: func(c *Config, v string) error { c.AdminEmail = v; return nil }},
+	{Env: "FERRY_ADMIN_PASSWORD", Default: "", Doc: "Password for FERRY_ADMIN_EMAIL.",
+		Secret: true, set: func(c *Config, v string) error { c.AdminPassword = v; return nil }},
+	{Env: "FERRY_ACCESS_TOKEN_TTL", Default: "15m", Doc: "Lifetime of an access token.",
+		set: func(c *Config, v string) error { return duration(&c.AccessTokenTTL, v) }},
+	{Env: "FERRY_REFRESH_TOKEN_TTL", Default: "720h", Doc: "Lifetime of a sign-in session (its refresh tokens).",
+		set: func(c *Config, v string) error { return duration(&c.RefreshTokenTTL, v) }},
+	{Env: "FERRY_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest JSON request body accepted.",
+		set: func(c *Config, v string) error { return positive(&c.MaxBodyBytes, v) }},
+	{Env: "FERRY_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long SIGTERM waits for in-flight requests.",
+		set: func(c *Config, v string) error { return duration(&c.ShutdownTimeout, v) }},
+	{Env: "FERRY_LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error.",
+		set: func(c *Config, v string) error {
+			switch v {
+			case "debug", "info", "warn", "error":
+				c.LogLevel = v
+				return nil
+			}
+			return fmt.Errorf("want debug, info, warn or error")
+		}},
+	{Env: "ANTHROPIC_API_KEY", Default: "", Doc: "Enables Anthropic models.",
+		Secret: true, set: func(c *Config, v string) error { c.AnthropicAPIKey = v; return nil }},
+	{Env: "ANTHROPIC_BASE_URL", Default: "https://api.anthropic.com", Doc: "Anthropic API endpoint.",
+		set: func(c *Config, v string) error { return baseURL(&c.AnthropicBaseURL, v) }},
+	{Env: "OPENAI_API_KEY", Default: "", Doc: "Enables OpenAI-compatible models.",
+		Secret: true, set: func(c *Config, v string) error { c.OpenAIAPIKey = v; return nil }},
+	{Env: "OPENAI_BASE_URL", Default: "https://api.openai.com/v1", Doc: "OpenAI-compatible endpoint (vLLM, llama.cpp, LM Studio…); setting it also enables the provider without a key.",
+		set: func(c *Config, v string) error { return baseURL(&c.OpenAIBaseURL, v) }},
+	{Env: "OLLAMA_BASE_URL", Default: "http://localhost:11434", Doc: "Ollama endpoint.",
+		set: func(c *Config, v string) error { return baseURL(&c.OllamaBaseURL, v) }},
+	{Env: "FERRY_DEFAULT_MODEL", Default: "", Doc: "Model used when a request names none. Empty: claude-sonnet-4-6 with Anthropic configured, else the first OpenAI or Ollama model.",
+		set: func(c *Config, v string) error { c.DefaultModel = v; return nil }},
+	{Env: "FERRY_SYSTEM_PROMPT", Default: SeedSystemPrompt, Doc: "System prompt used when a request gives none.",
+		set: func(c *Config, v string) error { c.SystemPrompt = v; return nil }},
+	{Env: "FERRY_CONTEXT_TOKENS", Default: "100000", Doc: "History budget (estimated tokens) sent with a conversation turn; the oldest messages are dropped to fit.",
+		set: func(c *Config, v string) error { return positiveInt(&c.ContextTokens, v) }},
+	{Env: "FERRY_UPSTREAM_TIMEOUT", Default: "10m", Doc: "Longest a single upstream model call may take.",
+		set: func(c *Config, v string) error { return duration(&c.UpstreamTimeout, v) }},
+}
+
+// Load builds a Config from lookup (the environment with .env values behind
+// it) and applies addr, the --addr flag, when it is not empty. It returns an
+// error naming the setting that is wrong.
+func Load(lookup func(string) string, addr string) (*Config, error) {
+	c := &Config{Addr: "127.0.0.1:8000"}
+	for _, s := range Settings {
+		v := lookup(s.Env)
+		if v == "" {
+			v = s.Default
+		}
+		if v == "" && s.Env != "DATABASE_URL" {
+			continue
+		}
+		if err := s.set(c, v); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Env, err)
+		}
+	}
+	if addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--addr: %w", err)
+		}
+		c.Addr = addr
+	}
+	if c.Database.Driver == "sqlite" && c.Database.DSN == "" {
+		c.Database.DSN = filepath.Join(c.DataDir, "ferry.db")
+	}
+	if c.Database.Driver == "postgres" && c.SecretKey == "" {
+		return nil, fmt.Errorf("SECRET_KEY: required with PostgreSQL, so every instance signs tokens alike; make one with: openssl rand -hex 32")
+	}
+	if c.SecretKey != "" && len(c.SecretKey) < 32 {
+		return nil, fmt.Errorf("SECRET_KEY: %d bytes is too short, it must be at least 32; make one with: openssl rand -hex 32", len(c.SecretKey))
+	}
+	if (c.AdminEmail == "") != (c.AdminPassword == "") {
+		return nil, fmt.Errorf("FERRY_ADMIN_EMAIL and FERRY_ADMIN_PASSWORD: set both or neither")
+	}
+	return c, nil
+}
+
+// OpenAIConfigured reports whether an OpenAI-compatible upstream is
+// configured: by a key, or by a base URL other than OpenAI's own (local
+// servers often need no key).
+func (c *Config) OpenAIConfigured() bool {
+	return c.OpenAIAPIKey != "" || c.OpenAIBaseURL != "https://api.openai.com/v1"
+}
+
+func (d *Database) parse(raw string) error {
+	if raw == "" {
+		*d = Database{Driver: "sqlite"}
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL")
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2":
+		u.Scheme = "postgres"
+		*d = Database{Driver: "postgres", DSN: u.String()}
+	case "sqlite", "sqlite3":
+		// sqlite:///rel/path.db and sqlite:////abs/path.db, as SQLAlchemy
+		// writes them: the path is everything after "sqlite:///".
+		p := strings.TrimPrefix(raw, u.Scheme+"://")
+		p = strings.TrimPrefix(p, "/")
+		if p == "" {
+			return fmt.Errorf("sqlite URL needs a path, as in sqlite:///data/ferry.db")
+		}
+		*d = Database{Driver: "sqlite", DSN: p}
+	default:
+		return fmt.Errorf("scheme %q is not supported: use postgres://, postgresql:// or sqlite:///path", u.Scheme)
+	}
+	return nil
+}
+
+func duration(dst *time.Duration, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a positive duration such as 15m or 30s")
+	}
+	*dst = d
+	return nil
+}
+
+func positive(dst *int64, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("want a positive whole number")
+	}
+	*dst = n
+	return nil
+}
+
+func positiveInt(dst *int, v string) error {
+	var n int64
+	if err := positive(&n, v); err != nil {
+		return err
+	}
+	*dst = int(n)
+	return nil
+}
+
+func baseURL(dst *string, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want an http:// or https:// URL")
+	}
+	*dst = strings.TrimRight(v, "/")
+	return nil
+}
+
+func host(addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	return h
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}

@@ -1,0 +1,66 @@
+package ferry
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Code classifies an Error. The set is fixed; httpapi maps each code to one
+// HTTP status.
+type Code string
+
+// The error codes domain code may return.
+const (
+	Invalid      Code = "invalid"
+	Unauthorized Code = "unauthorized"
+	Forbidden    Code = "forbidden"
+	NotFound     Code = "not_found"
+	Conflict     Code = "conflict"
+	TooLarge     Code = "too_large"
+	RateLimited  Code = "rate_limited"
+	Unavailable  Code = "unavailable"
+	Upstream     Code = "upstream"
+	Timeout      Code = "timeout"
+	Internal     Code = "internal"
+)
+
+// Error is the one error type domain code returns for anything a client
+// should hear about. Message is safe to show to the client; Fields names the
+// input that was wrong (field name -> what is wrong with it).
+type Error struct {
+	Code       Code
+	Message    string
+	Fields     map[string]string
+	RetryAfter time.Duration // for RateLimited and Unavailable: when to try again
+	Err        error         // the cause, for logs only
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with code c and a formatted message.
+func Errorf(c Code, format string, args ...any) *Error {
+	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}
+}
+
+// InvalidField returns an Invalid error naming one bad field.
+func InvalidField(field, problem string) *Error {
+	return &Error{Code: Invalid, Message: field + ": " + problem, Fields: map[string]string{field: problem}}
+}
+
+// ErrorCode returns the code of the *Error in err's chain, or Internal when
+// there is none.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}

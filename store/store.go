@@ -1,0 +1,156 @@
+// Package store keeps Ferry's data in SQL, through database/sql, on embedded
+// SQLite (modernc.org/sqlite) or PostgreSQL (pgx). One implementation serves
+// both; the engine differences live in this file and in the two migration
+// folders.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/config"
+)
+
+// Store is Ferry's database. Its methods take ctx first and return
+// *ferry.Error with code NotFound or Conflict where the caller can act on it.
+type Store struct {
+	driver string
+	// db takes writes (and reads inside transactions). On SQLite it has one
+	// connection, so writers queue in Go instead of failing with SQLITE_BUSY.
+	db *sql.DB
+	// rdb takes reads outside transactions. On SQLite it is a pool of its
+	// own (WAL lets readers run beside the writer); on PostgreSQL it is db.
+	rdb *sql.DB
+}
+
+// Open connects to the database that d describes, creating the SQLite file
+// and its directory if needed. It does not migrate.
+func Open(ctx context.Context, d config.Database) (*Store, error) {
+	switch d.Driver {
+	case "postgres":
+		db, err := sql.Open("pgx", d.DSN)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(20)
+		db.SetMaxIdleConns(20)
+		s := &Store{driver: d.Driver, db: db, rdb: db}
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+		}
+		return s, nil
+	case "sqlite":
+		if err := os.MkdirAll(filepath.Dir(d.DSN), 0o700); err != nil {
+			return nil, err
+		}
+		// WAL lets readers run while one writer writes; busy_timeout covers
+		// another process (a second `ferry migrate`) holding the lock;
+		// _txlock=immediate takes the write lock at BEGIN so a transaction
+		// that reads then writes cannot deadlock against another.
+		dsn := "file:" + d.DSN + "?_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
+			"&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		w, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, err
+		}
+		w.SetMaxOpenConns(1)
+		r, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		r.SetMaxOpenConns(8)
+		r.SetMaxIdleConns(8)
+		s := &Store{driver: d.Driver, db: w, rdb: r}
+		if err := w.PingContext(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open SQLite %s: %w", d.DSN, err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("unknown database driver %q", d.Driver)
+}
+
+// Driver names the engine: "sqlite" or "postgres".
+func (s *Store) Driver() string { return s.driver }
+
+// Close closes every connection.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.rdb != s.db {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.rdb.PingContext(ctx)
+}
+
+// tx runs fn in a transaction, committing when fn returns nil. A returned
+// commitErr is committed too, and its error returned.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	err = fn(tx)
+	var ce commitErr
+	if err != nil && !errors.As(err, &ce) {
+		tx.Rollback()
+		return err
+	}
+	if cerr := tx.Commit(); cerr != nil {
+		return cerr
+	}
+	if ce.err != nil {
+		return ce.err
+	}
+	return nil
+}
+
+// commitErr asks tx to commit what fn wrote and still return err: refresh
+// token reuse must revoke the session and fail the request.
+type commitErr struct{ err error }
+
+func (c commitErr) Error() string { return c.err.Error() }
+
+// isUnique reports whether err is a unique-constraint violation.
+func isUnique(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505"
+	}
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		return lite.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || lite.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// notFound turns sql.ErrNoRows into a NotFound error about what.
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ferry.Errorf(ferry.NotFound, "%s not found", what)
+	}
+	return err
+}
+
+// likePattern escapes s for a LIKE pattern that matches it anywhere.
+func likePattern(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(s) + "%"
+}
