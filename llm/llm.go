@@ -1,34 +1,53 @@
 // Package llm defines how Ferry talks to a language model: one Provider
-// interface that streams a chat turn, and a Router that picks the provider
-// for a model name. The adapters live in llm/anthropic, llm/openai and
-// llm/ollama.
+// interface that streams a chat turn, a Router that picks the provider for a
+// model name, and WithRetry, which retries a failed call while that is still
+// invisible to the caller. The adapters live in llm/anthropic, llm/openai and
+// llm/ollama; llm/llmtest fakes their upstreams for tests.
 package llm
 
 import (
 	"context"
 )
 
+// The routing prefixes of the providers Ferry ships. A model is named
+// "prefix/name", as in "ollama/llama3.2".
+const (
+	Anthropic = "anthropic"
+	OpenAI    = "openai"
+	Ollama    = "ollama"
+)
+
 // Message is one entry of the conversation sent to a model.
 type Message struct {
-	Role    string // "user" or "assistant"
+	Role    string // "user" or "assistant"; adapters fold "system" into the system prompt
 	Content string
 }
 
 // Request is one chat turn to send upstream.
 type Request struct {
-	Model     string // the provider's own model name, without a "provider/" prefix
+	// Model is the provider's own model name, without a "provider/" prefix.
+	// Empty means the provider's default: claude-sonnet-4-6 for Anthropic,
+	// the first model the upstream lists for OpenAI-compatible servers and
+	// Ollama (a local server usually serves one).
+	Model     string
 	System    string
 	Messages  []Message
-	MaxTokens int
+	MaxTokens int // 0: the adapter's default
 }
 
 // Delta is one piece of a streamed answer. Text deltas arrive first; the
-// final call to the callback has Done set, with Usage and StopReason.
+// final call to the callback has Done set, with Usage, StopReason and Model.
 type Delta struct {
-	Text       string
-	Done       bool
+	Text string
+	Done bool
+	// StopReason is the upstream's own word for why the answer ended:
+	// "end_turn" or "max_tokens" from Anthropic, "stop" or "length" from
+	// OpenAI and Ollama.
 	StopReason string
 	Usage      Usage
+	// Model is the model the upstream reports having used, which matters
+	// when Request.Model was empty.
+	Model string
 }
 
 // Usage counts the tokens a turn consumed.
@@ -52,8 +71,12 @@ type Provider interface {
 	// ending with a Done delta. It stops when ctx is cancelled or fn returns
 	// an error. Errors are *ferry.Error with code Upstream (bad key, bad
 	// request, error event mid-stream), RateLimited (with RetryAfter),
-	// Unavailable, Timeout, or the error fn returned.
+	// Unavailable (upstream overloaded, down or unreachable), Timeout, or
+	// else the error fn returned, or ctx.Err() itself when ctx was
+	// cancelled (so errors.Is(err, context.Canceled) tells a client that
+	// left from a failure).
 	Stream(ctx context.Context, req Request, fn func(Delta) error) error
-	// Models lists the models the upstream offers.
+	// Models lists the models the upstream offers, with the same errors as
+	// Stream.
 	Models(ctx context.Context) ([]Model, error)
 }

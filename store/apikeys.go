@@ -82,4 +82,3 @@ func prefixed(t, columns string) string {
 	}
 	return strings.Join(cols, ", ")
 }
-

@@ -1,0 +1,388 @@
+package auth
+
+import (
+	"context"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/limit"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Service is Ferry's account system: registration, sign-in sessions with
+// rotating refresh tokens, API keys, and authenticating each request.
+type Service struct {
+	store      *store.Store
+	tokens     *Tokens
+	hasher     Hasher
+	failures   limit.Failures
+	refreshTTL time.Duration
+	now        func() time.Time
+
+	// hashing bounds how many argon2 computations run at once: each holds
+	// Params.Memory, and a burst of logins must not exhaust memory.
+	hashing chan struct{}
+	cache   principalCache
+}
+
+// ServiceOptions tunes a Service; zero values take the defaults.
+type ServiceOptions struct {
+	Hasher     Hasher
+	RefreshTTL time.Duration // default 30 days
+	// CacheTTL bounds how long an authenticated credential is trusted without
+	// a database read. Changes made through this Service (disable, delete,
+	// logout, key revocation) take effect at once regardless; the TTL only
+	// bounds changes made by another instance. Default 5 s.
+	CacheTTL time.Duration
+}
+
+// NewService returns a Service over st that signs access tokens with tokens
+// and throttles failed logins with failures.
+func NewService(st *store.Store, tokens *Tokens, failures limit.Failures, opts ServiceOptions) *Service {
+	if opts.RefreshTTL == 0 {
+		opts.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = 5 * time.Second
+	}
+	return &Service{
+		store:      st,
+		tokens:     tokens,
+		hasher:     opts.Hasher,
+		failures:   failures,
+		refreshTTL: opts.RefreshTTL,
+		now:        time.Now,
+		hashing:    make(chan struct{}, 4),
+		cache:      principalCache{ttl: opts.CacheTTL, entries: map[string]cacheEntry{}},
+	}
+}
+
+// TokenPair is what a sign-in or refresh returns.
+type TokenPair struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    time.Duration
+}
+
+// NormalizeEmail trims and lower-cases an email and checks its form. A bad
+// one is Invalid, naming the field "email".
+func NormalizeEmail(email string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	addr, err := mail.ParseAddress(e)
+	if err != nil || addr.Address != e || len(e) > 254 {
+		return "", ferry.InvalidField("email", "not a valid email address")
+	}
+	return e, nil
+}
+
+// CreateUser makes an account with role. Bad input is Invalid; a taken
+// email is Conflict.
+func (s *Service) CreateUser(ctx context.Context, email, password, name string, role ferry.Role) (*ferry.User, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidatePassword(password); err != nil {
+		return nil, err
+	}
+	if len(name) > 200 {
+		return nil, ferry.InvalidField("name", "at most 200 characters")
+	}
+	hash, err := s.hash(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	u := &ferry.User{ID: NewID(), Email: email, Name: strings.TrimSpace(name), PasswordHash: hash, Role: role}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// errLogin is the one answer to a wrong email or a wrong password, so the
+// response does not tell which accounts exist.
+var errLogin = ferry.Errorf(ferry.Unauthorized, "incorrect email or password")
+
+// Login checks email and password and opens a session. Repeated failures for
+// one email or from one client address (ip) are slowed down and then refused
+// with RateLimited.
+func (s *Service) Login(ctx context.Context, email, password, ip string) (*TokenPair, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	keys := []string{"email:" + email, "ip:" + ip}
+	if err := s.throttle(ctx, keys); err != nil {
+		return nil, err
+	}
+	u, err := s.store.UserByEmail(ctx, email)
+	if ferry.ErrorCode(err) == ferry.NotFound {
+		// Same work as a real check, so timing does not reveal the answer.
+		s.withHashing(ctx, func() { s.hasher.VerifyDummy(password) })
+		return nil, s.failed(ctx, keys)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	var verr error
+	if err := s.withHashing(ctx, func() { ok, verr = s.hasher.Verify(password, u.PasswordHash) }); err != nil {
+		return nil, err
+	}
+	if verr != nil {
+		return nil, verr
+	}
+	if !ok {
+		return nil, s.failed(ctx, keys)
+	}
+	if u.Disabled {
+		return nil, ferry.Errorf(ferry.Forbidden, "this account is disabled")
+	}
+	for _, k := range keys {
+		if err := s.failures.Reset(ctx, k); err != nil {
+			return nil, err
+		}
+	}
+	return s.openSession(ctx, u)
+}
+
+func (s *Service) throttle(ctx context.Context, keys []string) error {
+	var delay time.Duration
+	for _, k := range keys {
+		d, err := s.failures.Check(ctx, k)
+		if err != nil {
+			return err
+		}
+		delay = max(delay, d)
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (s *Service) failed(ctx context.Context, keys []string) error {
+	for _, k := range keys {
+		if err := s.failures.Fail(ctx, k); err != nil {
+			return err
+		}
+	}
+	return errLogin
+}
+
+func (s *Service) openSession(ctx context.Context, u *ferry.User) (*TokenPair, error) {
+	now := s.now().UTC()
+	sess := &ferry.Session{ID: NewID(), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL)}
+	refresh := NewRefreshToken()
+	if err := s.store.CreateSession(ctx, sess, HashSecret(refresh)); err != nil {
+		return nil, err
+	}
+	return s.pair(u.ID, sess.ID, refresh)
+}
+
+func (s *Service) pair(userID, sessionID, refresh string) (*TokenPair, error) {
+	access, exp, err := s.tokens.Issue(userID, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenPair{AccessToken: access, RefreshToken: refresh, ExpiresIn: exp.Sub(s.now())}, nil
+}
+
+// Refresh spends a refresh token and returns a new pair in the same session.
+// Presenting a token a second time revokes its session (someone else has a
+// copy); that and any other unusable token is Unauthorized.
+func (s *Service) Refresh(ctx context.Context, refreshToken string) (*TokenPair, error) {
+	next := NewRefreshToken()
+	sess, err := s.store.RotateRefreshToken(ctx, HashSecret(refreshToken), HashSecret(next), s.now().UTC())
+	if err != nil {
+		if ferry.ErrorCode(err) == ferry.Unauthorized {
+			// Reuse may have revoked a session whose access tokens are cached.
+			s.cache.clear()
+		}
+		return nil, err
+	}
+	if _, _, err := s.store.SessionUser(ctx, sess.ID, s.now()); err != nil {
+		return nil, err
+	}
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if err != nil || u.Disabled {
+		return nil, ferry.Errorf(ferry.Unauthorized, "invalid refresh token")
+	}
+	return s.pair(u.ID, sess.ID, next)
+}
+
+// Logout revokes the session that p signed in with. A principal from an API
+// key has no session: that is Invalid (revoke the key instead).
+func (s *Service) Logout(ctx context.Context, p *ferry.Principal) error {
+	if p.SessionID == "" {
+		return ferry.Errorf(ferry.Invalid, "an API key has no session to sign out of; revoke the key instead")
+	}
+	defer s.cache.clear()
+	return s.store.RevokeSession(ctx, p.User.ID, p.SessionID)
+}
+
+// Authenticate resolves a bearer credential (an access token or an API key)
+// to a principal. Anything that does not authenticate a live, enabled user
+// is Unauthorized.
+func (s *Service) Authenticate(ctx context.Context, bearer string) (*ferry.Principal, error) {
+	if IsAPIKey(bearer) {
+		return s.authenticateKey(ctx, bearer)
+	}
+	claims, err := s.tokens.Parse(bearer)
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := s.cache.get("s:"+claims.SessionID, s.now()); ok {
+		return p, nil
+	}
+	sess, u, err := s.store.SessionUser(ctx, claims.SessionID, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if u.ID != claims.UserID {
+		return nil, ferry.Errorf(ferry.Unauthorized, "invalid or expired token")
+	}
+	if u.Disabled {
+		return nil, ferry.Errorf(ferry.Unauthorized, "this account is disabled")
+	}
+	p := &ferry.Principal{User: u, SessionID: sess.ID}
+	s.cache.put("s:"+claims.SessionID, p, s.now())
+	return p, nil
+}
+
+var errBadKey = ferry.Errorf(ferry.Unauthorized, "invalid or expired API key")
+
+func (s *Service) authenticateKey(ctx context.Context, secret string) (*ferry.Principal, error) {
+	hash := HashSecret(secret)
+	now := s.now()
+	if p, ok := s.cache.get("k:"+hash, now); ok {
+		return p, nil
+	}
+	k, u, err := s.store.APIKeyUser(ctx, hash)
+	if ferry.ErrorCode(err) == ferry.NotFound {
+		return nil, errBadKey
+	}
+	if err != nil {
+		return nil, err
+	}
+	if k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) {
+		return nil, errBadKey
+	}
+	if u.Disabled {
+		return nil, ferry.Errorf(ferry.Unauthorized, "this account is disabled")
+	}
+	// last_used_at is for people reading the key list: minute precision is
+	// plenty, and it keeps authentication from writing on every request.
+	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
+		if err := s.store.TouchAPIKey(context.WithoutCancel(ctx), k.ID, now.UTC()); err != nil {
+			return nil, err
+		}
+	}
+	p := &ferry.Principal{User: u, APIKeyID: k.ID}
+	s.cache.put("k:"+hash, p, now)
+	return p, nil
+}
+
+// CreateAPIKey makes a key for the user and returns it with its secret,
+// which is never shown again. A past expiresAt is Invalid.
+func (s *Service) CreateAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time) (*ferry.APIKey, string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 100 {
+		return nil, "", ferry.InvalidField("name", "between 1 and 100 characters")
+	}
+	if expiresAt != nil && !expiresAt.After(s.now()) {
+		return nil, "", ferry.InvalidField("expires_at", "must be in the future")
+	}
+	secret, prefix := NewAPIKey()
+	k := &ferry.APIKey{ID: NewID(), UserID: userID, Name: name, Prefix: prefix, Hash: HashSecret(secret), ExpiresAt: expiresAt}
+	if err := s.store.CreateAPIKey(ctx, k); err != nil {
+		return nil, "", err
+	}
+	return k, secret, nil
+}
+
+// APIKeys lists the user's keys, without secrets.
+func (s *Service) APIKeys(ctx context.Context, userID string) ([]*ferry.APIKey, error) {
+	return s.store.APIKeys(ctx, userID)
+}
+
+// RevokeAPIKey deletes the user's key; it stops working at once. Another
+// user's key is NotFound.
+func (s *Service) RevokeAPIKey(ctx context.Context, userID, id string) error {
+	defer s.cache.clear()
+	return s.store.DeleteAPIKey(ctx, userID, id)
+}
+
+// hash computes a password hash under the concurrency bound.
+func (s *Service) hash(ctx context.Context, password string) (string, error) {
+	var h string
+	var herr error
+	if err := s.withHashing(ctx, func() { h, herr = s.hasher.Hash(password) }); err != nil {
+		return "", err
+	}
+	return h, herr
+}
+
+func (s *Service) withHashing(ctx context.Context, fn func()) error {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	fn()
+	return nil
+}
+
+// Invalidate drops every cached credential, so the next request of each
+// reads the database again. Run calls it when another instance reports a
+// change.
+func (s *Service) Invalidate() { s.cache.clear() }
+
+// principalCache remembers authenticated principals for a short TTL, so a
+// request costs a token check and a map lookup instead of a database read.
+type principalCache struct {
+	ttl     time.Duration
+	mu      sync.RWMutex
+	entries map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	p       *ferry.Principal
+	expires time.Time
+}
+
+func (c *principalCache) get(key string, now time.Time) (*ferry.Principal, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[key]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires) {
+		return nil, false
+	}
+	return e.p, true
+}
+
+func (c *principalCache) put(key string, p *ferry.Principal, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= 100_000 {
+		// Entries live seconds; dropping them all is cheaper than tracking
+		// order, and only costs a database read each.
+		clear(c.entries)
+	}
+	c.entries[key] = cacheEntry{p: p, expires: now.Add(c.ttl)}
+}
+
+// clear forgets everything. Changes to credentials are rare, so one
+// coarse invalidation beats tracking which entries a change touches.
+func (c *principalCache) clear() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.mu.Unlock()
+}

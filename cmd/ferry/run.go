@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/joho/godotenv"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/config"
+	"github.com/ferryhq/ferry/httpapi"
+	"github.com/ferryhq/ferry/limit"
+	"github.com/ferryhq/ferry/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+// errUsage means the usage text was already printed; main only exits 1.
+var errUsage = errors.New("usage")
+
+// environment is the process's outside world, passed in so tests can run
+// the binary in-process with their own settings.
+type environment struct {
+	getenv   func(string) string
+	readFile func(string) ([]byte, error)
+}
+
+// lookup returns a setting from the environment, else from ./.env, the way
+// pydantic-settings reads them for the seed.
+func (e environment) lookup() (func(string) string, error) {
+	dotenv := map[string]string{}
+	b, err := e.readFile(".env")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read .env: %w", err)
+	}
+	if err == nil {
+		if dotenv, err = godotenv.UnmarshalBytes(b); err != nil {
+			return nil, fmt.Errorf(".env: %w", err)
+		}
+	}
+	return func(k string) string {
+		if v := e.getenv(k); v != "" {
+			return v
+		}
+		return dotenv[k]
+	}, nil
+}
+
+const usage = `Ferry: a self-hosted AI application backend.
+
+Usage:
+  ferry [serve] [--addr host:port]   run the server (the default)
+  ferry migrate [--status]           apply database migrations and show them
+  ferry user create --email E --password-stdin [--name N] [--admin]
+  ferry version
+
+Run "ferry COMMAND --help" for a command's flags; "ferry serve --help" lists every setting.
+`
+
+func run(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, env, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args, env, stdout, stderr)
+	case "user":
+		return user(ctx, args, env, stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "ferry", buildVersion())
+		return nil
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}
+
+// newFlags returns a flag set that prints its usage, and the settings table
+// when withSettings, to stderr.
+func newFlags(name, synopsis string, stderr io.Writer, withSettings bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		if withSettings {
+			fmt.Fprintln(stderr, "\nSettings (environment, or a .env file in the working directory):")
+			tw := tabwriter.NewWriter(stderr, 2, 4, 2, ' ', 0)
+			for _, s := range config.Settings {
+				def := s.Default
+				if def == "" {
+					def = "(empty)"
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Env, def, s.Doc)
+			}
+			tw.Flush()
+		}
+	}
+	return fs
+}
+
+// parse parses args, turning -h into errUsage after the usage was printed.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
+func loadConfig(env environment, addr string) (*config.Config, error) {
+	lookup, err := env.lookup()
+	if err != nil {
+		return nil, err
+	}
+	return config.Load(lookup, addr)
+}
+
+// openStore opens and migrates the configured database.
+func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	st, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func serve(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "ferry serve [--addr host:port]", stderr, true)
+	addr := fs.String("addr", "", "address to listen on (default from HOST and PORT: 127.0.0.1:8000)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env, *addr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stdout, cfg.LogLevel)
+
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	secret, err := secretKey(cfg)
+	if err != nil {
+		return err
+	}
+	tokens, err := auth.NewTokens(secret, auth.WithTokenTTL(cfg.AccessTokenTTL))
+	if err != nil {
+		return err
+	}
+	var failures limit.Failures = limit.NewMemoryFailures(limit.DefaultPolicy, time.Now)
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClient(opts)
+		defer rdb.Close()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
+		}
+		failures = limit.NewRedisFailures(rdb, "ferry:", limit.DefaultPolicy)
+	}
+	authSvc := auth.NewService(st, tokens, failures, auth.ServiceOptions{RefreshTTL: cfg.RefreshTokenTTL})
+	if cfg.AdminEmail != "" {
+		created, err := authSvc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
+		if err != nil {
+			return fmt.Errorf("FERRY_ADMIN_EMAIL: %w", err)
+		}
+		if created {
+			log.Info("created admin from FERRY_ADMIN_EMAIL")
+		}
+	}
+
+	// draining ends open streams when shutdown starts, so they finish with
+	// an error event instead of holding shutdown until its deadline.
+	draining, drain := context.WithCancel(context.Background())
+	defer drain()
+	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining},
+		httpapi.Services{Store: st, Auth: authSvc})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(drain)
+	log.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.Driver, "version", buildVersion())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// secretKey returns SECRET_KEY, or on SQLite a key generated once and kept in
+// the data directory so tokens survive restarts.
+func secretKey(cfg *config.Config) ([]byte, error) {
+	if cfg.SecretKey != "" {
+		return []byte(cfg.SecretKey), nil
+	}
+	return auth.LoadOrCreateSecretKey(filepath.Join(cfg.DataDir, "secret.key"))
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func migrate(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
+	fs := newFlags("migrate", "ferry migrate [--status]", stderr, false)
+	statusOnly := fs.Bool("status", false, "show which migrations are applied without applying any")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env, "")
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if !*statusOnly {
+		if err := st.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	ms, err := st.Migrations(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
+	for _, m := range ms {
+		applied := "pending"
+		if m.AppliedAt != nil {
+			applied = m.AppliedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%04d\t%s\t%s\n", m.Version, m.Name, applied)
+	}
+	return tw.Flush()
+}
+
+func user(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprint(stderr, "Usage: ferry user create --email E --password-stdin [--name N] [--admin]\n")
+		return errUsage
+	}
+	fs := newFlags("user create", "ferry user create --email E --password-stdin [--name N] [--admin]", stderr, false)
+	email := fs.String("email", "", "the user's email (required)")
+	name := fs.String("name", "", "the user's display name")
+	isAdmin := fs.Bool("admin", false, "make the user an admin")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required, so it never sits in shell history)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if *email == "" || !*fromStdin {
+		fs.Usage()
+		return errUsage
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return err
+	}
+	password := strings.TrimRight(line, "\r\n")
+	cfg, err := loadConfig(env, "")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	role := ferry.RoleUser
+	if *isAdmin {
+		role = ferry.RoleAdmin
+	}
+	// Creating a user needs no token keys; any non-empty secret will do.
+	tokens, err := auth.NewTokens(make([]byte, auth.MinSecretKeyLen))
+	if err != nil {
+		return err
+	}
+	svc := auth.NewService(st, tokens, limit.NewMemoryFailures(limit.DefaultPolicy, time.Now), auth.ServiceOptions{})
+	u, err := svc.CreateUser(ctx, *email, password, *name, role)
+	if err != nil {
+		var fe *ferry.Error
+		if errors.As(err, &fe) {
+			return errors.New(fe.Message)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "created %s %s (%s)\n", u.Role, u.Email, u.ID)
+	return nil
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

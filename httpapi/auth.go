@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/auth"
+)
+
+// authenticate enforces an operation's Security: it resolves the bearer
+// credential to a principal and puts it in the context, or answers 401.
+func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
+	if len(ctx.Operation().Security) == 0 {
+		next(ctx)
+		return
+	}
+	scheme, token, _ := strings.Cut(ctx.Header("Authorization"), " ")
+	if !strings.EqualFold(scheme, "bearer") || token == "" {
+		s.unauthorized(ctx, "missing bearer token: send Authorization: Bearer <access token or API key>")
+		return
+	}
+	p, err := s.svc.Auth.Authenticate(ctx.Context(), strings.TrimSpace(token))
+	if err != nil {
+		if ferry.ErrorCode(err) == ferry.Unauthorized {
+			s.unauthorized(ctx, err.(*ferry.Error).Message)
+			return
+		}
+		huma.WriteErr(s.api, ctx, http.StatusInternalServerError, "internal error")
+		s.log.ErrorContext(ctx.Context(), "authenticate", "request_id", RequestID(ctx.Context()), "error", err)
+		return
+	}
+	next(huma.WithContext(ctx, ferry.WithPrincipal(ctx.Context(), p)))
+}
+
+func (s *server) unauthorized(ctx huma.Context, detail string) {
+	ctx.SetHeader("WWW-Authenticate", `Bearer realm="ferry"`)
+	huma.WriteErr(s.api, ctx, http.StatusUnauthorized, detail)
+}
+
+// principal returns the authenticated caller. Operations with Security
+// always have one; authenticate guarantees it.
+func principal(ctx context.Context) *ferry.Principal { return ferry.PrincipalFrom(ctx) }
+
+// admin wraps a handler so that only admins reach it; others get 403.
+func admin[I, O any](h func(context.Context, *I) (*O, error)) func(context.Context, *I) (*O, error) {
+	return func(ctx context.Context, in *I) (*O, error) {
+		if !principal(ctx).User.IsAdmin() {
+			return nil, ferry.Errorf(ferry.Forbidden, "this needs an admin account")
+		}
+		return h(ctx, in)
+	}
+}
+
+type userBody struct {
+	ID        string     `json:"id"`
+	Email     string     `json:"email"`
+	Name      string     `json:"name"`
+	Role      ferry.Role `json:"role" enum:"user,admin"`
+	Disabled  bool       `json:"disabled"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+func newUserBody(u *ferry.User) userBody {
+	return userBody{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+}
+
+type userOutput struct{ Body userBody }
+
+type registerInput struct {
+	Body struct {
+		Email    string `json:"email" maxLength:"254" format:"email" doc:"Your email; it is your sign-in name."`
+		Password string `json:"password" minLength:"8" maxLength:"256" doc:"At least 8 characters."`
+		Name     string `json:"name,omitempty" maxLength:"200"`
+	}
+}
+
+func handleRegister(a *auth.Service) func(context.Context, *registerInput) (*userOutput, error) {
+	return func(ctx context.Context, in *registerInput) (*userOutput, error) {
+		u, err := a.CreateUser(ctx, in.Body.Email, in.Body.Password, in.Body.Name, ferry.RoleUser)
+		if err != nil {
+			return nil, err
+		}
+		return &userOutput{Body: newUserBody(u)}, nil
+	}
+}
+
+type tokenBody struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type" example:"bearer"`
+	ExpiresIn    int    `json:"expires_in" doc:"Seconds until the access token expires."`
+}
+
+type tokenOutput struct{ Body tokenBody }
+
+func newTokenOutput(p *auth.TokenPair) *tokenOutput {
+	return &tokenOutput{Body: tokenBody{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken, TokenType: "bearer",
+		ExpiresIn: int(p.ExpiresIn.Round(time.Second).Seconds())}}
+}
+
+// loginInput takes the body raw: the login accepts JSON and the OAuth2
+// password form that FastAPI clients and the docs page's Authorize button
+// send, and huma binds only one of them.
+type loginInput struct {
+	ContentType string `header:"Content-Type"`
+	RawBody     []byte
+	remoteIP    string
+}
+
+type loginJSON struct {
+	Email    string `json:"email" maxLength:"254"`
+	Password string `json:"password" maxLength:"1024"`
+}
+
+func loginOperation() huma.Operation {
+	schema := huma.Schema{Type: "object", Required: []string{"password"}, Properties: map[string]*huma.Schema{
+		"email": {Type: "string"}, "password": {Type: "string"}, "username": {Type: "string", Description: "The email (OAuth2 form field name)."},
+	}}
+	return huma.Operation{OperationID: "login", Method: "POST", Path: "/auth/login", Tags: []string{"auth"},
+		Summary:          "Sign in with email and password",
+		Description:      "Accepts JSON {email, password} or the OAuth2 password form (username, password).",
+		SkipValidateBody: true, // the handler decodes and checks both forms itself
+		RequestBody: &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
+			"application/json":                  {Schema: &schema},
+			"application/x-www-form-urlencoded": {Schema: &schema},
+		}},
+	}
+}
+
+func handleLogin(a *auth.Service) func(context.Context, *loginInput) (*tokenOutput, error) {
+	return func(ctx context.Context, in *loginInput) (*tokenOutput, error) {
+		var email, password string
+		mt, _, _ := mime.ParseMediaType(in.ContentType)
+		switch mt {
+		case "application/x-www-form-urlencoded":
+			form, err := url.ParseQuery(string(in.RawBody))
+			if err != nil {
+				return nil, ferry.Errorf(ferry.Invalid, "malformed form body")
+			}
+			email, password = form.Get("username"), form.Get("password")
+			if email == "" {
+				email = form.Get("email")
+			}
+		case "application/json", "":
+			var body loginJSON
+			dec := json.NewDecoder(strings.NewReader(string(in.RawBody)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil {
+				return nil, ferry.Errorf(ferry.Invalid, "body must be JSON {\"email\": …, \"password\": …}")
+			}
+			email, password = body.Email, body.Password
+		default:
+			return nil, ferry.Errorf(ferry.Invalid, "send application/json or application/x-www-form-urlencoded")
+		}
+		if email == "" {
+			return nil, ferry.InvalidField("email", "required")
+		}
+		if password == "" || len(password) > 1024 {
+			return nil, ferry.InvalidField("password", "required, at most 1024 bytes")
+		}
+		pair, err := a.Login(ctx, email, password, in.remoteIP)
+		if err != nil {
+			return nil, err
+		}
+		return newTokenOutput(pair), nil
+	}
+}
+
+type refreshInput struct {
+	Body struct {
+		RefreshToken string `json:"refresh_token" minLength:"1" maxLength:"200"`
+	}
+}
+
+func handleRefresh(a *auth.Service) func(context.Context, *refreshInput) (*tokenOutput, error) {
+	return func(ctx context.Context, in *refreshInput) (*tokenOutput, error) {
+		pair, err := a.Refresh(ctx, in.Body.RefreshToken)
+		if err != nil {
+			return nil, err
+		}
+		return newTokenOutput(pair), nil
+	}
+}
+
+func handleLogout(a *auth.Service) func(context.Context, *struct{}) (*struct{}, error) {
+	return func(ctx context.Context, _ *struct{}) (*struct{}, error) {
+		return nil, a.Logout(ctx, principal(ctx))
+	}
+}
+
+type apiKeyBody struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix" doc:"The start of the secret, to recognise the key."`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	Key        string     `json:"key,omitempty" doc:"The secret. Shown only in the answer to its creation."`
+}
+
+func newAPIKeyBody(k *ferry.APIKey) apiKeyBody {
+	return apiKeyBody{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, LastUsedAt: k.LastUsedAt}
+}
+
+type createAPIKeyInput struct {
+	Body struct {
+		Name      string     `json:"name" minLength:"1" maxLength:"100"`
+		ExpiresAt *time.Time `json:"expires_at,omitempty" doc:"When the key stops working; never if absent."`
+	}
+}
+
+type apiKeyOutput struct{ Body apiKeyBody }
+
+func handleCreateAPIKey(a *auth.Service) func(context.Context, *createAPIKeyInput) (*apiKeyOutput, error) {
+	return func(ctx context.Context, in *createAPIKeyInput) (*apiKeyOutput, error) {
+		k, secret, err := a.CreateAPIKey(ctx, principal(ctx).User.ID, in.Body.Name, in.Body.ExpiresAt)
+		if err != nil {
+			return nil, err
+		}
+		body := newAPIKeyBody(k)
+		body.Key = secret
+		return &apiKeyOutput{Body: body}, nil
+	}
+}
+
+type apiKeysOutput struct {
+	Body struct {
+		Items []apiKeyBody `json:"items"`
+	}
+}
+
+func handleListAPIKeys(a *auth.Service) func(context.Context, *struct{}) (*apiKeysOutput, error) {
+	return func(ctx context.Context, _ *struct{}) (*apiKeysOutput, error) {
+		keys, err := a.APIKeys(ctx, principal(ctx).User.ID)
+		if err != nil {
+			return nil, err
+		}
+		out := &apiKeysOutput{}
+		out.Body.Items = make([]apiKeyBody, len(keys))
+		for i, k := range keys {
+			out.Body.Items[i] = newAPIKeyBody(k)
+		}
+		return out, nil
+	}
+}
+
+type idInput struct {
+	ID string `path:"id" maxLength:"64"`
+}
+
+func handleDeleteAPIKey(a *auth.Service) func(context.Context, *idInput) (*struct{}, error) {
+	return func(ctx context.Context, in *idInput) (*struct{}, error) {
+		return nil, a.RevokeAPIKey(ctx, principal(ctx).User.ID, in.ID)
+	}
+}
+
+// Resolve records the client address for login throttling: the TCP peer.
+// Behind a proxy that is the proxy; trusting X-Forwarded-For would let any
+// client pick its own address and dodge the limit.
+func (in *loginInput) Resolve(ctx huma.Context) []error {
+	host, _, err := net.SplitHostPort(ctx.RemoteAddr())
+	if err != nil {
+		host = ctx.RemoteAddr()
+	}
+	in.remoteIP = host
+	return nil
+}

@@ -1,0 +1,158 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ferryhq/ferry"
+)
+
+// Upstream names one upstream in the errors its adapter returns, so that
+// every adapter words and classifies failures alike.
+type Upstream struct {
+	// Name is the provider's routing prefix, as in "anthropic".
+	Name string
+	// KeySetting is the setting that holds the API key, as in
+	// "ANTHROPIC_API_KEY"; empty for an upstream that takes none.
+	KeySetting string
+	// URLSetting is the setting that holds the upstream's address, as in
+	// "OLLAMA_BASE_URL".
+	URLSetting string
+}
+
+// maxMessage bounds how much of an upstream's error message reaches a
+// client: a proxy in front of the upstream may answer with a whole HTML page.
+const maxMessage = 300
+
+// HTTPError returns the *ferry.Error for an error response from the
+// upstream: status and header are the response's, message the upstream's
+// own explanation (may be empty), cause the client library's error, kept
+// for logs.
+//
+//   - 401 and 403: Upstream, naming the setting to check, never the key.
+//   - 429: RateLimited, with RetryAfter from the response when it says.
+//   - 408, 5xx and Anthropic's 529: Unavailable, with RetryAfter when given.
+//   - any other status: Upstream, with the upstream's message.
+//
+// WithRetry retries RateLimited and Unavailable.
+func (u Upstream) HTTPError(status int, header http.Header, message string, cause error) *ferry.Error {
+	message = clip(message)
+	if message == "" {
+		message = http.StatusText(status)
+	}
+	retryAfter, _ := RetryAfter(header, time.Now())
+	e := &ferry.Error{Err: cause}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		e.Code = ferry.Upstream
+		if u.KeySetting != "" {
+			e.Message = fmt.Sprintf("%s rejected the API key; check %s", u.Name, u.KeySetting)
+		} else {
+			e.Message = fmt.Sprintf("%s refused the request (%d %s); check %s", u.Name, status, http.StatusText(status), u.URLSetting)
+		}
+	case status == http.StatusTooManyRequests:
+		e.Code, e.RetryAfter = ferry.RateLimited, retryAfter
+		e.Message = fmt.Sprintf("%s is rate limiting requests: %s", u.Name, message)
+	case status == http.StatusRequestTimeout || status >= 500:
+		e.Code, e.RetryAfter = ferry.Unavailable, retryAfter
+		e.Message = fmt.Sprintf("%s is unavailable (%d): %s", u.Name, status, message)
+	default:
+		e.Code = ferry.Upstream
+		e.Message = fmt.Sprintf("%s: %s", u.Name, message)
+	}
+	return e
+}
+
+// EventError returns the *ferry.Error for an error the upstream reported
+// inside a stream that had started well: code Upstream with the upstream's
+// message.
+func (u Upstream) EventError(message string, cause error) *ferry.Error {
+	message = clip(message)
+	if message == "" {
+		message = "error in the stream"
+	}
+	return &ferry.Error{Code: ferry.Upstream, Message: fmt.Sprintf("%s: %s", u.Name, message), Err: cause}
+}
+
+// Truncated returns the error for a stream that ended without the upstream's
+// closing event: code Upstream.
+func (u Upstream) Truncated() *ferry.Error {
+	return &ferry.Error{Code: ferry.Upstream, Message: u.Name + " ended the answer without finishing it"}
+}
+
+// TransportError returns what a call that got no usable response from the
+// upstream reports: ctx.Err() itself when ctx was cancelled, Timeout when
+// ctx's deadline passed or the connection timed out, else Unavailable (a
+// refused, reset or dropped connection), which WithRetry retries.
+func (u Upstream) TransportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ContextError(ctx, u.Name)
+	}
+	if isTimeout(err) {
+		return &ferry.Error{Code: ferry.Timeout, Message: u.Name + " did not answer in time", Err: err}
+	}
+	msg := fmt.Sprintf("could not reach %s; check %s", u.Name, u.URLSetting)
+	return &ferry.Error{Code: ferry.Unavailable, Message: msg, Err: err}
+}
+
+// ContextError returns the error for a call that stopped because ctx is
+// done: ctx.Err() unwrapped when the caller cancelled it, so callers can
+// tell a client that left, or a Timeout *ferry.Error (wrapping
+// context.DeadlineExceeded) when its deadline passed.
+func ContextError(ctx context.Context, provider string) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &ferry.Error{Code: ferry.Timeout, Message: provider + " did not answer in time", Err: err}
+	}
+	return err
+}
+
+// RetryAfter reads how long an upstream asked to wait from the
+// retry-after-ms header (milliseconds, which OpenAI and Anthropic send) or
+// Retry-After (seconds or an HTTP date), relative to now. ok is false when
+// neither header holds a valid value; a date in the past reads as 0.
+func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 {
+			return time.Duration(ms * float64(time.Millisecond)), true
+		}
+	}
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
+		return time.Duration(s * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+func clip(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

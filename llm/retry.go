@@ -1,0 +1,161 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/ferryhq/ferry"
+)
+
+// RetryPolicy says how WithRetry retries. The zero value is the default
+// policy.
+type RetryPolicy struct {
+	// MaxAttempts bounds the calls made, the first included. Default 3.
+	MaxAttempts int
+	// MaxElapsed bounds the time from the first call to the start of the
+	// last: a wait that would end later is not made. Default 30s.
+	MaxElapsed time.Duration
+	// BaseDelay is the wait before the first retry when the upstream gives
+	// no Retry-After; it doubles with each retry, with jitter, up to
+	// MaxDelay. Defaults 500ms and 8s.
+	BaseDelay time.Duration
+	MaxDelay  time.Duration
+	// Sleep waits for d, returning early with ctx.Err() when ctx is done.
+	// Tests replace it to run without waiting; nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 3
+	}
+	if p.MaxElapsed <= 0 {
+		p.MaxElapsed = 30 * time.Second
+	}
+	if p.BaseDelay <= 0 {
+		p.BaseDelay = 500 * time.Millisecond
+	}
+	if p.MaxDelay <= 0 {
+		p.MaxDelay = 8 * time.Second
+	}
+	if p.Sleep == nil {
+		p.Sleep = sleep
+	}
+	return p
+}
+
+// WithRetry returns p with failed calls retried under policy. A call is
+// retried when it failed with RateLimited or Unavailable (HTTP 429, 408,
+// 5xx, Anthropic's 529, a refused or dropped connection) and, for Stream,
+// only while no delta has reached the callback: after that a retry would
+// repeat text the caller already has, so the error is returned as it is.
+//
+// The wait honours the upstream's Retry-After; without one it backs off
+// exponentially with jitter. A cancelled ctx ends the wait at once. When
+// retries run out on a 429 the RateLimited error always carries a
+// RetryAfter, the upstream's or the next backoff.
+func WithRetry(p Provider, policy RetryPolicy) Provider {
+	return &retrying{Provider: p, policy: policy.withDefaults()}
+}
+
+type retrying struct {
+	Provider
+	policy RetryPolicy
+}
+
+func (r *retrying) Stream(ctx context.Context, req Request, fn func(Delta) error) error {
+	delivered := false
+	deliver := func(d Delta) error {
+		delivered = true
+		return fn(d)
+	}
+	return r.do(ctx, func() (bool, error) {
+		err := r.Provider.Stream(ctx, req, deliver)
+		return !delivered, err
+	})
+}
+
+func (r *retrying) Models(ctx context.Context) ([]Model, error) {
+	var models []Model
+	err := r.do(ctx, func() (bool, error) {
+		var err error
+		models, err = r.Provider.Models(ctx)
+		return true, err
+	})
+	return models, err
+}
+
+// do calls attempt until it succeeds, fails for good, or the policy runs
+// out. attempt reports whether repeating it is still safe.
+func (r *retrying) do(ctx context.Context, attempt func() (safe bool, err error)) error {
+	start := time.Now()
+	for n := 1; ; n++ {
+		safe, err := attempt()
+		var fe *ferry.Error
+		if err == nil || !safe || !errors.As(err, &fe) || (fe.Code != ferry.RateLimited && fe.Code != ferry.Unavailable) {
+			return err
+		}
+		wait := fe.RetryAfter
+		if wait == 0 {
+			wait = r.backoff(n)
+		}
+		if n >= r.policy.MaxAttempts || !r.fits(ctx, start, wait) {
+			return withRetryAfter(fe, wait)
+		}
+		if err := r.policy.Sleep(ctx, wait); err != nil {
+			if ctx.Err() != nil {
+				return ContextError(ctx, r.Name())
+			}
+			return err
+		}
+	}
+}
+
+// backoff is the wait before retry n (1 for the first): exponential, capped
+// at MaxDelay, with "equal jitter" so that many clients failing together do
+// not come back together, yet none retries at once.
+func (r *retrying) backoff(n int) time.Duration {
+	d := r.policy.BaseDelay << (n - 1)
+	if d > r.policy.MaxDelay || d <= 0 {
+		d = r.policy.MaxDelay
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// fits reports whether waiting wait still leaves the next call inside both
+// MaxElapsed and ctx's deadline.
+func (r *retrying) fits(ctx context.Context, start time.Time, wait time.Duration) bool {
+	next := time.Now().Add(wait)
+	if next.Sub(start) > r.policy.MaxElapsed {
+		return false
+	}
+	deadline, ok := ctx.Deadline()
+	return !ok || next.Before(deadline)
+}
+
+// withRetryAfter makes sure a RateLimited error tells the client when to
+// come back, without changing the error the provider returned.
+func withRetryAfter(fe *ferry.Error, wait time.Duration) *ferry.Error {
+	if fe.Code != ferry.RateLimited || fe.RetryAfter > 0 {
+		return fe
+	}
+	c := *fe
+	c.RetryAfter = max(wait, time.Second)
+	return &c
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
