@@ -45,6 +45,8 @@ func NewRefreshToken() string {
 }
 
 // randomSecret appends secretChars uniform base62 characters to prefix.
+// crypto/rand.Read cannot fail (since Go 1.24 it crashes the program rather
+// than return an error), which is why the constructors return no error.
 func randomSecret(prefix string) string {
 	out := make([]byte, len(prefix), len(prefix)+secretChars)
 	copy(out, prefix)
@@ -72,7 +74,9 @@ func randomSecret(prefix string) string {
 // Passwords, which are guessable, go through Hasher instead.
 func HashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // IsAPIKey reports whether a bearer token is an API key (to be looked up by

@@ -38,24 +38,31 @@ func (s *server) problem(ctx context.Context, err error) error {
 	if errors.As(err, &se) {
 		return err // already shaped by huma (validation) or by us
 	}
-	var fe *ferry.Error
-	if !errors.As(err, &fe) || fe.Code == ferry.Internal {
-		if errors.Is(err, context.Canceled) {
-			// The client left; nobody reads this answer.
-			return huma.NewError(499, "client closed request")
-		}
-		s.log.ErrorContext(ctx, "internal error", "request_id", RequestID(ctx), "error", err)
-		return huma.NewError(http.StatusInternalServerError, "internal error")
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// The client left; nobody reads this answer.
+		return huma.NewError(499, "client closed request")
 	}
-	if fe.Err != nil {
-		s.log.WarnContext(ctx, "request failed", "request_id", RequestID(ctx), "code", fe.Code, "error", fe.Err)
-	}
-	status := statusOf[fe.Code]
-	var out error = huma.NewError(status, fe.Message, fieldErrors(fe.Fields)...)
+	fe := s.public(ctx, err)
+	var out error = huma.NewError(statusOf[fe.Code], fe.Message, fieldErrors(fe.Fields)...)
 	if fe.RetryAfter > 0 {
 		out = huma.ErrorWithHeaders(out, http.Header{"Retry-After": {retryAfter(fe.RetryAfter)}})
 	}
 	return out
+}
+
+// public returns what the client may hear of err: the *ferry.Error in it,
+// or for anything else a plain Internal error, after logging the real one
+// with the request id.
+func (s *server) public(ctx context.Context, err error) *ferry.Error {
+	var fe *ferry.Error
+	if !errors.As(err, &fe) || fe.Code == ferry.Internal {
+		s.log.ErrorContext(ctx, "internal error", "request_id", RequestID(ctx), "error", err)
+		return &ferry.Error{Code: ferry.Internal, Message: "internal error"}
+	}
+	if fe.Err != nil {
+		s.log.WarnContext(ctx, "request failed", "request_id", RequestID(ctx), "code", fe.Code, "error", fe.Err)
+	}
+	return fe
 }
 
 func fieldErrors(fields map[string]string) []error {

@@ -7,6 +7,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/chat"
+	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -14,6 +16,8 @@ import (
 type Services struct {
 	Store *store.Store
 	Auth  *auth.Service
+	Chat  *chat.Service
+	LLM   *llm.Router
 }
 
 // Security requirements an operation can declare; authenticate enforces them.
@@ -58,6 +62,24 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Change a user's name, role or disabled flag (admin)", Security: authenticated}, admin(handleUpdateUser(a)))
 	register(s, huma.Operation{OperationID: "delete-user", Method: "DELETE", Path: "/users/{id}", Tags: []string{"admin"},
 		Summary: "Delete a user (admin)", Security: authenticated, DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a)))
+
+	c := s.svc.Chat
+	register(s, huma.Operation{OperationID: "models", Method: "GET", Path: "/ai/models", Tags: []string{"ai"},
+		Summary: "Models the configured providers offer", Security: authenticated}, handleModels(s.svc.LLM))
+	register(s, chatStreamOperation(), handleChatStream(s, c))
+	register(s, huma.Operation{OperationID: "chat", Method: "POST", Path: "/ai/chat", Tags: []string{"ai"},
+		Summary: "Chat, answered in one piece", Security: authenticated}, handleChat(c))
+
+	register(s, huma.Operation{OperationID: "list-conversations", Method: "GET", Path: "/conversations", Tags: []string{"conversations"},
+		Summary: "Your conversations, most recent first", Security: authenticated}, handleListConversations(c))
+	register(s, huma.Operation{OperationID: "create-conversation", Method: "POST", Path: "/conversations", Tags: []string{"conversations"},
+		Summary: "Start a conversation", Security: authenticated, DefaultStatus: http.StatusCreated}, handleCreateConversation(c))
+	register(s, huma.Operation{OperationID: "get-conversation", Method: "GET", Path: "/conversations/{id}", Tags: []string{"conversations"},
+		Summary: "A conversation with its messages", Security: authenticated}, handleGetConversation(c))
+	register(s, huma.Operation{OperationID: "rename-conversation", Method: "PATCH", Path: "/conversations/{id}", Tags: []string{"conversations"},
+		Summary: "Rename a conversation", Security: authenticated}, handleRenameConversation(c))
+	register(s, huma.Operation{OperationID: "delete-conversation", Method: "DELETE", Path: "/conversations/{id}", Tags: []string{"conversations"},
+		Summary: "Delete a conversation and its messages", Security: authenticated, DefaultStatus: http.StatusNoContent}, handleDeleteConversation(c))
 }
 
 // register adds op to the API with the server's body limit, and routes every

@@ -1,0 +1,58 @@
+package chat
+
+import (
+	"context"
+	"strings"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/auth"
+)
+
+// Conversations returns one page of the user's conversations, most recently
+// active first, and how many there are.
+func (s *Service) Conversations(ctx context.Context, userID string, p ferry.Page) ([]*ferry.Conversation, int, error) {
+	return s.store.Conversations(ctx, userID, p)
+}
+
+// CreateConversation starts an empty conversation for the user.
+func (s *Service) CreateConversation(ctx context.Context, userID, title, model string) (*ferry.Conversation, error) {
+	title = strings.TrimSpace(title)
+	if len(title) > 200 {
+		return nil, ferry.InvalidField("title", "at most 200 characters")
+	}
+	if model != "" {
+		if _, _, err := s.router.Resolve(model); err != nil {
+			return nil, err
+		}
+	}
+	c := &ferry.Conversation{ID: auth.NewID(), UserID: userID, Title: title, Model: model}
+	return c, s.store.CreateConversation(ctx, c)
+}
+
+// Conversation returns the user's conversation with its messages, oldest
+// first. Another user's conversation is NotFound.
+func (s *Service) Conversation(ctx context.Context, userID, id string) (*ferry.Conversation, []*ferry.Message, error) {
+	c, err := s.store.Conversation(ctx, userID, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	msgs, err := s.store.Messages(ctx, id)
+	return c, msgs, err
+}
+
+// RenameConversation sets the title of the user's conversation.
+func (s *Service) RenameConversation(ctx context.Context, userID, id, title string) (*ferry.Conversation, error) {
+	title = strings.TrimSpace(title)
+	if title == "" || len(title) > 200 {
+		return nil, ferry.InvalidField("title", "between 1 and 200 characters")
+	}
+	if err := s.store.RenameConversation(ctx, userID, id, title); err != nil {
+		return nil, err
+	}
+	return s.store.Conversation(ctx, userID, id)
+}
+
+// DeleteConversation deletes the user's conversation and its messages.
+func (s *Service) DeleteConversation(ctx context.Context, userID, id string) error {
+	return s.store.DeleteConversation(ctx, userID, id)
+}

@@ -1,0 +1,134 @@
+package httpapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/chat"
+)
+
+type conversationBody struct {
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	Model     string    `json:"model"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func newConversationBody(c *ferry.Conversation) conversationBody {
+	return conversationBody{ID: c.ID, Title: c.Title, Model: c.Model, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
+type messageBody struct {
+	ID           string              `json:"id"`
+	Role         ferry.MessageRole   `json:"role" enum:"user,assistant,system"`
+	Content      string              `json:"content"`
+	Status       ferry.MessageStatus `json:"status" enum:"complete,cancelled,failed"`
+	Model        string              `json:"model,omitempty"`
+	Provider     string              `json:"provider,omitempty"`
+	InputTokens  int                 `json:"input_tokens"`
+	OutputTokens int                 `json:"output_tokens"`
+	StopReason   string              `json:"stop_reason,omitempty"`
+	Error        string              `json:"error,omitempty"`
+	LatencyMS    int64               `json:"latency_ms"`
+	FirstTokenMS int64               `json:"first_token_ms"`
+	CreatedAt    time.Time           `json:"created_at"`
+}
+
+type conversationOutput struct{ Body conversationBody }
+
+type listConversationsInput struct {
+	Limit  int `query:"limit" minimum:"1" maximum:"100" default:"20"`
+	Offset int `query:"offset" minimum:"0" default:"0"`
+}
+
+type conversationsOutput struct {
+	Body struct {
+		Items  []conversationBody `json:"items"`
+		Total  int                `json:"total"`
+		Limit  int                `json:"limit"`
+		Offset int                `json:"offset"`
+	}
+}
+
+func handleListConversations(c *chat.Service) func(context.Context, *listConversationsInput) (*conversationsOutput, error) {
+	return func(ctx context.Context, in *listConversationsInput) (*conversationsOutput, error) {
+		list, total, err := c.Conversations(ctx, principal(ctx).User.ID, ferry.Page{Limit: in.Limit, Offset: in.Offset})
+		if err != nil {
+			return nil, err
+		}
+		out := &conversationsOutput{}
+		out.Body.Items = make([]conversationBody, len(list))
+		for i, cv := range list {
+			out.Body.Items[i] = newConversationBody(cv)
+		}
+		out.Body.Total, out.Body.Limit, out.Body.Offset = total, in.Limit, in.Offset
+		return out, nil
+	}
+}
+
+type createConversationInput struct {
+	Body struct {
+		Title string `json:"title,omitempty" maxLength:"200"`
+		Model string `json:"model,omitempty" maxLength:"200"`
+	}
+}
+
+func handleCreateConversation(c *chat.Service) func(context.Context, *createConversationInput) (*conversationOutput, error) {
+	return func(ctx context.Context, in *createConversationInput) (*conversationOutput, error) {
+		cv, err := c.CreateConversation(ctx, principal(ctx).User.ID, in.Body.Title, in.Body.Model)
+		if err != nil {
+			return nil, err
+		}
+		return &conversationOutput{Body: newConversationBody(cv)}, nil
+	}
+}
+
+type conversationDetailOutput struct {
+	Body struct {
+		conversationBody
+		Messages []messageBody `json:"messages"`
+	}
+}
+
+func handleGetConversation(c *chat.Service) func(context.Context, *idInput) (*conversationDetailOutput, error) {
+	return func(ctx context.Context, in *idInput) (*conversationDetailOutput, error) {
+		cv, msgs, err := c.Conversation(ctx, principal(ctx).User.ID, in.ID)
+		if err != nil {
+			return nil, err
+		}
+		out := &conversationDetailOutput{}
+		out.Body.conversationBody = newConversationBody(cv)
+		out.Body.Messages = make([]messageBody, len(msgs))
+		for i, m := range msgs {
+			out.Body.Messages[i] = messageBody{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model,
+				Provider: m.Provider, InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, StopReason: m.StopReason,
+				Error: m.Error, LatencyMS: m.LatencyMS, FirstTokenMS: m.FirstTokenMS, CreatedAt: m.CreatedAt}
+		}
+		return out, nil
+	}
+}
+
+type renameConversationInput struct {
+	ID   string `path:"id" maxLength:"64"`
+	Body struct {
+		Title string `json:"title" minLength:"1" maxLength:"200"`
+	}
+}
+
+func handleRenameConversation(c *chat.Service) func(context.Context, *renameConversationInput) (*conversationOutput, error) {
+	return func(ctx context.Context, in *renameConversationInput) (*conversationOutput, error) {
+		cv, err := c.RenameConversation(ctx, principal(ctx).User.ID, in.ID, in.Body.Title)
+		if err != nil {
+			return nil, err
+		}
+		return &conversationOutput{Body: newConversationBody(cv)}, nil
+	}
+}
+
+func handleDeleteConversation(c *chat.Service) func(context.Context, *idInput) (*struct{}, error) {
+	return func(ctx context.Context, in *idInput) (*struct{}, error) {
+		return nil, c.DeleteConversation(ctx, principal(ctx).User.ID, in.ID)
+	}
+}

@@ -1,0 +1,138 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry"
+)
+
+// keepaliveInterval is how long a stream may be silent before it gets a
+// comment line, so proxies and browsers do not give up on a slow model.
+const keepaliveInterval = 15 * time.Second
+
+// eventWriteTimeout bounds how long one event may take to reach a client
+// that stopped reading; each event extends the deadline again.
+const eventWriteTimeout = 30 * time.Second
+
+// sseWriter writes a text/event-stream response. It commits the response
+// (status 200 and the stream headers) with its first event or keepalive, so
+// a handler can still answer with an error status until then. It is safe
+// for the keepalive timer and the handler to write at once.
+type sseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	mu        sync.Mutex
+	started   bool
+	closed    bool
+	nextID    int
+	buf       bytes.Buffer
+	interval  time.Duration
+	keepalive *time.Timer
+}
+
+// newSSE returns a writer on w whose keepalive runs every interval of
+// silence; 0 disables it.
+func newSSE(w http.ResponseWriter, interval time.Duration) *sseWriter {
+	s := &sseWriter{w: w, rc: http.NewResponseController(w), interval: interval}
+	if interval > 0 {
+		s.keepalive = time.AfterFunc(interval, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.closed {
+				return
+			}
+			s.begin()
+			s.w.Write([]byte(": keepalive\n\n"))
+			s.flush()
+			s.keepalive.Reset(interval)
+		})
+	}
+	return s
+}
+
+// Started reports whether the response is committed, after which failures
+// can only travel as events.
+func (s *sseWriter) Started() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
+}
+
+// begin commits the response. Callers hold mu.
+func (s *sseWriter) begin() {
+	if s.started {
+		return
+	}
+	s.started = true
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	s.w.WriteHeader(http.StatusOK)
+}
+
+// Send writes v as one event's JSON data, with an id line, and flushes it.
+// JSON escapes newlines, so one data line always carries the whole value.
+func (s *sseWriter) Send(v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.begin()
+	s.nextID++
+	s.buf.Reset()
+	s.buf.WriteString("id: ")
+	s.buf.WriteString(strconv.Itoa(s.nextID))
+	s.buf.WriteString("\ndata: ")
+	enc := json.NewEncoder(&s.buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // Encode ends with the line's \n
+		return err
+	}
+	s.buf.WriteByte('\n')
+	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+		return err
+	}
+	if s.keepalive != nil {
+		s.keepalive.Reset(s.interval)
+	}
+	return s.flush()
+}
+
+func (s *sseWriter) flush() error {
+	// Not every ResponseWriter supports deadlines (httptest's recorder does
+	// not); flushing is what matters, so that error is ignored.
+	s.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+	return s.rc.Flush()
+}
+
+// Close stops the keepalive; nothing is written after it.
+func (s *sseWriter) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.keepalive != nil {
+		s.keepalive.Stop()
+	}
+}
+
+// errorEvent is the event a failure after the first byte becomes, before
+// the done event.
+type errorEvent struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code    ferry.Code `json:"code"`
+	Message string     `json:"message"`
+	Status  int        `json:"status"`
+}
+
+func newErrorEvent(fe *ferry.Error) errorEvent {
+	return errorEvent{Error: errorBody{Code: fe.Code, Message: fe.Message, Status: statusOf[fe.Code]}}
+}

@@ -1,0 +1,144 @@
+package llmtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ollamaRequest is the part of an /api/chat or /api/generate request the
+// fake reads.
+type ollamaRequest struct {
+	Model    string `json:"model"`
+	Stream   *bool  `json:"stream"` // Ollama streams unless told false
+	Prompt   string `json:"prompt"`
+	System   string `json:"system"`
+	Messages []struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	} `json:"messages"`
+}
+
+func (q *ollamaRequest) prompt() string {
+	parts := []string{q.System, q.Prompt}
+	for _, m := range q.Messages {
+		parts = append(parts, m.Content)
+	}
+	return strings.Join(parts, " ")
+}
+
+func ollamaError(w http.ResponseWriter, status int, message string) {
+	if message == "" {
+		message = defaultFailMessage(status, "unauthorized")
+	}
+	writeJSON(w, status, map[string]string{"error": message})
+}
+
+func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
+	s.ollamaAnswer(w, r, true)
+}
+
+func (s *Server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
+	s.ollamaAnswer(w, r, false)
+}
+
+// ollamaAnswer serves /api/chat (chat true) and /api/generate, which differ
+// only in where the text goes: message.content or response.
+func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, chat bool) {
+	rec, p, ok := s.begin(w, r, true)
+	if !ok {
+		return
+	}
+	var q ollamaRequest
+	switch err := json.Unmarshal(rec.Body, &q); {
+	case err != nil:
+		ollamaError(w, 400, "invalid character in request body")
+	case p.fail:
+		p.failHeader(w)
+		ollamaError(w, p.FailStatus, p.FailMessage)
+	case q.Model == "":
+		ollamaError(w, 400, "model is required")
+	case q.Stream != nil && !*q.Stream:
+		ow := &ollamaWire{p: p, chat: chat, model: q.Model, input: p.inputTokens(q.prompt())}
+		last := ow.final(len(p.Deltas), p.text())
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(last)
+	default:
+		ow := &ollamaWire{p: p, chat: chat, model: q.Model, input: p.inputTokens(q.prompt())}
+		s.run(w, r, rec, p, "application/x-ndjson", ow)
+		return
+	}
+	s.end(rec, false)
+}
+
+// ollamaWire streams as Ollama does: one JSON object per line, the last
+// with done true and the token counts.
+type ollamaWire struct {
+	p     plan
+	chat  bool
+	model string
+	input int
+	buf   []byte
+}
+
+func (o *ollamaWire) head(dst []byte) []byte {
+	dst = append(dst, `{"model":`...)
+	dst = append(dst, rawJSON(o.model)...)
+	dst = append(dst, `,"created_at":"`...)
+	dst = time.Now().AppendFormat(dst, time.RFC3339Nano)
+	if o.chat {
+		return append(dst, `","message":{"role":"assistant","content":`...)
+	}
+	return append(dst, `","response":`...)
+}
+
+func (o *ollamaWire) open() []byte { return nil }
+
+func (o *ollamaWire) delta(quoted []byte) []byte {
+	o.buf = append(o.head(o.buf[:0]), quoted...)
+	if o.chat {
+		o.buf = append(o.buf, '}')
+	}
+	return append(o.buf, ",\"done\":false}\n"...)
+}
+
+func (o *ollamaWire) fail(message string) []byte {
+	return append(rawJSON(map[string]string{"error": message}), '\n')
+}
+
+func (o *ollamaWire) close(sent int) []byte { return o.final(sent, "") }
+
+func (o *ollamaWire) final(sent int, text string) []byte {
+	out := append(o.head(nil), rawJSON(text)...)
+	if o.chat {
+		out = append(out, '}')
+	} else {
+		out = append(out, `,"context":[1,2,3]`...)
+	}
+	return fmt.Appendf(out, `,"done_reason":%s,"done":true,"total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":%d,"prompt_eval_duration":342546000,"eval_count":%d,"eval_duration":4535599000}`+"\n",
+		rawJSON(o.p.stopReason("stop")), o.input, o.p.outputTokens(sent))
+}
+
+func (s *Server) ollamaTags(w http.ResponseWriter, r *http.Request) {
+	rec, _, ok := s.begin(w, r, false)
+	if !ok {
+		return
+	}
+	defer s.end(rec, false)
+	names := DefaultModels("ollama")
+	models := make([]map[string]any, len(names))
+	for i, n := range names {
+		family, _, _ := strings.Cut(n, ":")
+		models[i] = map[string]any{
+			"name": n, "model": n, "modified_at": "2025-10-01T12:00:00.000000000Z",
+			"size": 2019393189, "digest": fmt.Sprintf("%064x", i+1),
+			"details": map[string]any{
+				"parent_model": "", "format": "gguf", "family": family, "families": []string{family},
+				"parameter_size": "3.2B", "quantization_level": "Q4_K_M",
+			},
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"models": models})
+}

@@ -1,0 +1,247 @@
+// Package ollama adapts Ollama's native chat API to llm.Provider. Ollama's
+// own Go client lives inside the whole Ollama server module, so this
+// package speaks the small HTTP API itself: POST /api/chat, which streams
+// one JSON object per line, and GET /api/tags.
+package ollama
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/llm"
+)
+
+// DefaultBaseURL is where Ollama listens unless told otherwise.
+const DefaultBaseURL = "http://localhost:11434"
+
+// maxLine bounds one line of a streamed answer. Lines carry a few tokens
+// each; the bound only keeps a broken upstream from exhausting memory.
+const maxLine = 8 << 20
+
+// Config configures a Provider.
+type Config struct {
+	// BaseURL is Ollama's root (OLLAMA_BASE_URL); empty means
+	// DefaultBaseURL.
+	BaseURL string
+	// HTTPClient makes the calls; nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Provider streams chat turns from Ollama. It is safe for concurrent use.
+type Provider struct {
+	base string
+	hc   *http.Client
+	up   llm.Upstream
+}
+
+// New returns a Provider for cfg. It makes no call upstream.
+func New(cfg Config) *Provider {
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Provider{base: base, hc: hc, up: llm.Upstream{Name: llm.Ollama, URLSetting: "OLLAMA_BASE_URL"}}
+}
+
+// Name returns "ollama".
+func (p *Provider) Name() string { return llm.Ollama }
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type chatRequest struct {
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+	Stream   bool          `json:"stream"`
+	Options  *chatOptions  `json:"options,omitempty"`
+}
+
+type chatOptions struct {
+	NumPredict int `json:"num_predict,omitempty"`
+}
+
+// chatLine is one line of a streamed /api/chat answer, or an error line.
+type chatLine struct {
+	Model           string      `json:"model"`
+	Message         chatMessage `json:"message"`
+	Done            bool        `json:"done"`
+	DoneReason      string      `json:"done_reason"`
+	PromptEvalCount int         `json:"prompt_eval_count"`
+	EvalCount       int         `json:"eval_count"`
+	Error           string      `json:"error"`
+}
+
+// Stream implements llm.Provider.Stream. An empty req.Model means the first
+// model Ollama lists; req.MaxTokens becomes num_predict.
+func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
+	if req.Model == "" {
+		m, err := p.firstModel(ctx)
+		if err != nil {
+			return err
+		}
+		req.Model = m
+	}
+	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1)}
+	if req.System != "" {
+		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
+	}
+	for _, m := range req.Messages {
+		body.Messages = append(body.Messages, chatMessage{Role: m.Role, Content: m.Content})
+	}
+	if req.MaxTokens > 0 {
+		body.Options = &chatOptions{NumPredict: req.MaxTokens}
+	}
+	resp, err := p.do(ctx, http.MethodPost, "/api/chat", body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+
+	r := bufio.NewReaderSize(resp.Body, 64<<10)
+	for {
+		line, readErr := readLine(r)
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			var ev chatLine
+			if err := json.Unmarshal(line, &ev); err != nil {
+				return p.up.EventError("sent a line that is not JSON", err)
+			}
+			if ev.Error != "" {
+				return p.up.EventError(ev.Error, errors.New(ev.Error))
+			}
+			if ev.Message.Content != "" {
+				if err := fn(llm.Delta{Text: ev.Message.Content}); err != nil {
+					return err
+				}
+			}
+			if ev.Done {
+				return fn(llm.Delta{
+					Done:       true,
+					StopReason: ev.DoneReason,
+					Usage:      llm.Usage{InputTokens: ev.PromptEvalCount, OutputTokens: ev.EvalCount},
+					Model:      ev.Model,
+				})
+			}
+		}
+		switch {
+		case readErr == io.EOF && ctx.Err() == nil:
+			return p.up.Truncated()
+		case errors.Is(readErr, errLineTooLong):
+			return p.up.EventError(readErr.Error(), readErr)
+		case readErr != nil:
+			return p.up.TransportError(ctx, readErr)
+		}
+	}
+}
+
+var errLineTooLong = fmt.Errorf("sent a line longer than %d bytes", maxLine)
+
+// readLine returns the next line of r, its newline included, however the
+// line was split across reads. At the end of the stream it returns what is
+// left, which may be a last line without a newline, with io.EOF. The line
+// is only valid until the next call.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return line, err
+	}
+	// Longer than the buffer: collect the pieces. ReadSlice's slice is
+	// overwritten by the next read, hence the copy.
+	long := append([]byte(nil), line...)
+	for err == bufio.ErrBufferFull {
+		if len(long) > maxLine {
+			return nil, errLineTooLong
+		}
+		line, err = r.ReadSlice('\n')
+		long = append(long, line...)
+	}
+	return long, err
+}
+
+// Models implements llm.Provider.Models from GET /api/tags.
+func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
+	resp, err := p.do(ctx, http.MethodGet, "/api/tags", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var tags struct {
+		Models []struct {
+			Name string `json:"name"`
+		} `json:"models"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLine)).Decode(&tags); err != nil {
+		if ctx.Err() != nil {
+			return nil, llm.ContextError(ctx, p.Name())
+		}
+		return nil, p.up.EventError("sent a model list that is not JSON", err)
+	}
+	models := make([]llm.Model, len(tags.Models))
+	for i, m := range tags.Models {
+		models[i] = llm.Model{ID: llm.Ollama + "/" + m.Name, Provider: llm.Ollama, Name: m.Name}
+	}
+	return models, nil
+}
+
+func (p *Provider) firstModel(ctx context.Context) (string, error) {
+	models, err := p.Models(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(models) == 0 {
+		return "", ferry.Errorf(ferry.Invalid, "no model named, and Ollama has none pulled; pull one (ollama pull llama3.2) or set FERRY_DEFAULT_MODEL")
+	}
+	return models[0].Name, nil
+}
+
+// do sends a request with body as JSON and returns the response when its
+// status is 200; otherwise the error llm.Provider promises.
+func (p *Provider) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("ollama: encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
+	if err != nil {
+		return nil, &ferry.Error{Code: ferry.Internal, Message: "bad OLLAMA_BASE_URL", Err: err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/x-ndjson, application/json")
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return nil, p.up.TransportError(ctx, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := string(raw)
+	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	cause := fmt.Errorf("ollama: %s %s: %s", method, path, resp.Status)
+	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+}

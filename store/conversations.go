@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/ferryhq/ferry"
+)
+
+const conversationColumns = "id, user_id, title, model, created_at, updated_at"
+
+func scanConversation(row scanner) (*ferry.Conversation, error) {
+	var c ferry.Conversation
+	if err := row.Scan(&c.ID, &c.UserID, &c.Title, &c.Model, &c.CreatedAt, &c.UpdatedAt); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// CreateConversation stores c, setting its timestamps.
+func (s *Store) CreateConversation(ctx context.Context, c *ferry.Conversation) error {
+	now := time.Now().UTC()
+	c.CreatedAt, c.UpdatedAt = now, now
+	_, err := s.db.ExecContext(ctx, `INSERT INTO conversations (`+conversationColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt)
+	return err
+}
+
+// Conversation returns the user's conversation with id. Another user's
+// conversation is NotFound, like one that does not exist.
+func (s *Store) Conversation(ctx context.Context, userID, id string) (*ferry.Conversation, error) {
+	c, err := scanConversation(s.rdb.QueryRowContext(ctx,
+		`SELECT `+conversationColumns+` FROM conversations WHERE id = $1 AND user_id = $2`, id, userID))
+	return c, notFound(err, "conversation")
+}
+
+// Conversations returns one page of the user's conversations, most recently
+// active first, and how many they have in all.
+func (s *Store) Conversations(ctx context.Context, userID string, p ferry.Page) ([]*ferry.Conversation, int, error) {
+	var total int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM conversations WHERE user_id = $1`, userID).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+conversationColumns+` FROM conversations WHERE user_id = $1
+		ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3`, userID, p.Limit, p.Offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	list := []*ferry.Conversation{}
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		list = append(list, c)
+	}
+	return list, total, rows.Err()
+}
+
+// RenameConversation sets the title of the user's conversation.
+func (s *Store) RenameConversation(ctx context.Context, userID, id, title string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE conversations SET title = $1, updated_at = $2 WHERE id = $3 AND user_id = $4`,
+		title, time.Now().UTC(), id, userID)
+	return affected(res, err, "conversation")
+}
+
+// DeleteConversation deletes the user's conversation and its messages.
+func (s *Store) DeleteConversation(ctx context.Context, userID, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM conversations WHERE id = $1 AND user_id = $2`, id, userID)
+	return affected(res, err, "conversation")
+}
+
+const messageColumns = "id, conversation_id, role, content, model, provider, input_tokens, output_tokens, stop_reason, status, error, latency_ms, first_token_ms, created_at"
+
+// Messages returns the conversation's messages, oldest first. The caller
+// has checked the conversation is the user's.
+func (s *Store) Messages(ctx context.Context, conversationID string) ([]*ferry.Message, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = $1
+		ORDER BY created_at, id`, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []*ferry.Message{}
+	for rows.Next() {
+		var m ferry.Message
+		if err := rows.Scan(&m.ID, &m.ConversationID, &m.Role, &m.Content, &m.Model, &m.Provider, &m.InputTokens, &m.OutputTokens,
+			&m.StopReason, &m.Status, &m.Error, &m.LatencyMS, &m.FirstTokenMS, &m.CreatedAt); err != nil {
+			return nil, err
+		}
+		list = append(list, &m)
+	}
+	return list, rows.Err()
+}
+
+// AddMessage stores m (setting CreatedAt unless set) and marks its
+// conversation as active now.
+func (s *Store) AddMessage(ctx context.Context, m *ferry.Message) error {
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now().UTC()
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
+			m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE conversations SET updated_at = $1 WHERE id = $2`, m.CreatedAt, m.ConversationID)
+		return err
+	})
+}
+
+// LogUsage appends one entry to the usage log.
+func (s *Store) LogUsage(ctx context.Context, u *ferry.Usage) error {
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = time.Now().UTC()
+	}
+	var userID any
+	if u.UserID != "" {
+		userID = u.UserID
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
+		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider, u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt)
+	return err
+}
+
+// UsageFor returns the user's usage log entries, oldest first.
+func (s *Store) UsageFor(ctx context.Context, userID string) ([]*ferry.Usage, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, api_key_id, endpoint, model, provider, input_tokens, output_tokens,
+		latency_ms, status, created_at FROM usage_log WHERE user_id = $1 ORDER BY created_at, id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []*ferry.Usage{}
+	for rows.Next() {
+		u := ferry.Usage{UserID: userID}
+		if err := rows.Scan(&u.ID, &u.APIKeyID, &u.Endpoint, &u.Model, &u.Provider, &u.InputTokens, &u.OutputTokens,
+			&u.LatencyMS, &u.Status, &u.CreatedAt); err != nil {
+			return nil, err
+		}
+		list = append(list, &u)
+	}
+	return list, rows.Err()
+}
