@@ -187,11 +187,13 @@ func (s *Service) openSession(ctx context.Context, u *ferry.User) (*TokenPair, e
 }
 
 func (s *Service) pair(userID, sessionID, refresh string) (*TokenPair, error) {
-	access, exp, err := s.tokens.Issue(userID, sessionID)
+	access, _, err := s.tokens.Issue(userID, sessionID)
 	if err != nil {
 		return nil, err
 	}
-	return &TokenPair{AccessToken: access, RefreshToken: refresh, ExpiresIn: exp.Sub(s.now())}, nil
+	// The token's lifetime, as OAuth2's expires_in means: measuring to its
+	// exp, which has whole-second precision, would say 899 half the time.
+	return &TokenPair{AccessToken: access, RefreshToken: refresh, ExpiresIn: s.tokens.ttl}, nil
 }
 
 // Refresh spends a refresh token and returns a new pair in the same session.
@@ -288,7 +290,12 @@ func (s *Service) authenticateKey(ctx context.Context, secret string) (*ferry.Pr
 		}
 	}
 	p := &ferry.Principal{User: u, APIKeyID: k.ID}
-	s.cache.put("k:"+hash, p, now, time.Time{})
+	// A cached key is not checked again: its entry must not outlive it.
+	var notAfter time.Time
+	if k.ExpiresAt != nil {
+		notAfter = *k.ExpiresAt
+	}
+	s.cache.put("k:"+hash, p, now, notAfter)
 	return p, nil
 }
 

@@ -18,8 +18,9 @@ type UserChange struct {
 }
 
 // UpdateSelf applies a user's change to their own account. Changing the
-// password needs the current one (else Unauthorized) and signs out every
-// other session. Role and Disabled are not the user's to change (Forbidden).
+// password needs the current one (Invalid when absent, Unauthorized when
+// wrong) and signs out every other session. Role and Disabled are not the
+// user's to change (Forbidden).
 func (s *Service) UpdateSelf(ctx context.Context, p *ferry.Principal, ch UserChange) (*ferry.User, error) {
 	if ch.Role != nil || ch.Disabled != nil {
 		return nil, ferry.Errorf(ferry.Forbidden, "only an admin can change role or disabled")
@@ -29,6 +30,9 @@ func (s *Service) UpdateSelf(ctx context.Context, p *ferry.Principal, ch UserCha
 		return nil, err
 	}
 	if ch.Password != nil {
+		if ch.CurrentPassword == "" {
+			return nil, ferry.InvalidField("current_password", "required to change the password")
+		}
 		var ok bool
 		var verr error
 		if err := s.withHashing(ctx, func() { ok, verr = s.hasher.Verify(ch.CurrentPassword, u.PasswordHash) }); err != nil {

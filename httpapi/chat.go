@@ -91,14 +91,18 @@ func (s *server) streamTurn(r *http.Request, w http.ResponseWriter, turn *chat.T
 	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
 	defer stop()
 
-	sse := newSSE(w, keepaliveInterval)
+	sse := newSSE(w, s.opts.Keepalive)
 	defer sse.Close()
-	start := func() error {
+	// The start event goes with the first delta, not before, so that an
+	// upstream that fails before answering still gets its own status.
+	announced := false
+	announce := func() error {
+		announced = true
 		return sse.Send(startEvent{ConversationID: turn.ConversationID, MessageID: turn.AssistantMessageID, Model: turn.Provider + "/" + turn.Model})
 	}
 	res, err := turn.Stream(ctx, func(text string) error {
-		if !sse.Started() {
-			if err := start(); err != nil {
+		if !announced {
+			if err := announce(); err != nil {
 				return err
 			}
 		}
@@ -121,12 +125,15 @@ func (s *server) streamTurn(r *http.Request, w http.ResponseWriter, turn *chat.T
 			writeProblem(w, statusOf[fe.Code], fe.Message, h)
 			return
 		}
+		if !announced {
+			announce()
+		}
 		sse.Send(newErrorEvent(fe))
 		sse.Send(doneEvent{Done: true})
 		return
 	}
-	if !sse.Started() {
-		start() // an empty answer still names its conversation
+	if !announced {
+		announce() // an empty answer still names its conversation
 	}
 	sse.Send(doneEvent{Done: true, StopReason: res.StopReason,
 		Usage: &usageBody{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens}})
@@ -192,4 +199,3 @@ func handleModels(router *llm.Router) func(context.Context, *struct{}) (*modelsO
 		return out, nil
 	}
 }
-

@@ -25,6 +25,10 @@ type Options struct {
 	// Draining is cancelled when shutdown starts: open streams end with an
 	// error event then, while ordinary requests finish undisturbed.
 	Draining context.Context
+	// Keepalive is how long a stream may be silent before it gets a comment
+	// line, so proxies and browsers do not give up on a slow model. Zero
+	// means 15 s.
+	Keepalive time.Duration
 }
 
 // NewServer returns the whole API as one handler: the routes of routes.go on
@@ -55,6 +59,12 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 		"oauth2": {Type: "oauth2", Flows: &huma.OAuthFlows{Password: &huma.OAuthFlow{TokenURL: "/auth/login", Scopes: map[string]string{}}}},
 	}
 	api := humago.New(mux, cfg)
+	if opts.Keepalive == 0 {
+		opts.Keepalive = 15 * time.Second
+	}
+	if opts.Draining == nil {
+		opts.Draining = context.Background()
+	}
 	s := &server{log: log, opts: opts, svc: svc, api: api}
 	api.UseMiddleware(s.authenticate)
 	addRoutes(s, mux)

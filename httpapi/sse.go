@@ -11,10 +11,6 @@ import (
 	"github.com/ferryhq/ferry"
 )
 
-// keepaliveInterval is how long a stream may be silent before it gets a
-// comment line, so proxies and browsers do not give up on a slow model.
-const keepaliveInterval = 15 * time.Second
-
 // eventWriteTimeout bounds how long one event may take to reach a client
 // that stopped reading; each event extends the deadline again.
 const eventWriteTimeout = 30 * time.Second

@@ -91,7 +91,8 @@ func (u Upstream) Truncated() *ferry.Error {
 // TransportError returns what a call that got no usable response from the
 // upstream reports: ctx.Err() itself when ctx was cancelled, Timeout when
 // ctx's deadline passed or the connection timed out, else Unavailable (a
-// refused, reset or dropped connection), which WithRetry retries.
+// refused, reset or dropped connection), which WithRetry retries. Only a
+// failure to connect names the URL setting to check.
 func (u Upstream) TransportError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ContextError(ctx, u.Name)
@@ -99,8 +100,20 @@ func (u Upstream) TransportError(ctx context.Context, err error) error {
 	if isTimeout(err) {
 		return &ferry.Error{Code: ferry.Timeout, Message: u.Name + " did not answer in time", Err: err}
 	}
-	msg := fmt.Sprintf("could not reach %s; check %s", u.Name, u.URLSetting)
+	msg := "lost the connection to " + u.Name
+	if isDialError(err) {
+		msg = fmt.Sprintf("could not reach %s; check %s", u.Name, u.URLSetting)
+	}
 	return &ferry.Error{Code: ferry.Unavailable, Message: msg, Err: err}
+}
+
+// isDialError reports whether err happened before a connection was made
+// (DNS, refused, unreachable), which points at a wrong address rather than
+// an upstream in trouble.
+func isDialError(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &dns)
 }
 
 // ContextError returns the error for a call that stopped because ctx is

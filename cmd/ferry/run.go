@@ -22,9 +22,14 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/config"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/limit"
+	"github.com/ferryhq/ferry/llm"
+	"github.com/ferryhq/ferry/llm/anthropic"
+	"github.com/ferryhq/ferry/llm/ollama"
+	"github.com/ferryhq/ferry/llm/openai"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -204,12 +209,19 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		}
 	}
 
+	router, err := newRouter(cfg)
+	if err != nil {
+		return err
+	}
+	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: cfg.SystemPrompt, ContextTokens: cfg.ContextTokens,
+		UpstreamTimeout: cfg.UpstreamTimeout, Log: log})
+
 	// draining ends open streams when shutdown starts, so they finish with
 	// an error event instead of holding shutdown until its deadline.
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining},
-		httpapi.Services{Store: st, Auth: authSvc})
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -239,6 +251,33 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newRouter builds the providers the settings enable, each retrying
+// failures that happen before its first token, and routes between them.
+func newRouter(cfg *config.Config) (*llm.Router, error) {
+	// One client for every upstream: no overall timeout (answers stream for
+	// minutes; chat bounds each call with FERRY_UPSTREAM_TIMEOUT), and
+	// enough idle connections per host that many concurrent streams reuse
+	// them instead of opening new ones.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 512
+	tr.ResponseHeaderTimeout = 2 * time.Minute
+	hc := &http.Client{Transport: tr}
+
+	var providers []llm.Provider
+	if cfg.AnthropicAPIKey != "" {
+		providers = append(providers, anthropic.New(anthropic.Config{APIKey: cfg.AnthropicAPIKey, BaseURL: cfg.AnthropicBaseURL, HTTPClient: hc}))
+	}
+	if cfg.OpenAIConfigured() {
+		providers = append(providers, openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL, HTTPClient: hc}))
+	}
+	providers = append(providers, ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, HTTPClient: hc}))
+	for i, p := range providers {
+		providers[i] = llm.WithRetry(p, llm.RetryPolicy{})
+	}
+	return llm.NewRouter(cfg.DefaultModel, providers...)
 }
 
 // secretKey returns SECRET_KEY, or on SQLite a key generated once and kept in

@@ -60,6 +60,22 @@ var anthropicErrorTypes = map[int]string{
 	529: "overloaded_error",
 }
 
+// anthropicErrorBody is an error as Anthropic sends it, in its field order.
+type anthropicErrorBody struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+func newAnthropicError(typ, message, requestID string) anthropicErrorBody {
+	e := anthropicErrorBody{Type: "error", RequestID: requestID}
+	e.Error.Type, e.Error.Message = typ, message
+	return e
+}
+
 func anthropicError(w http.ResponseWriter, seq, status int, message string) {
 	typ := anthropicErrorTypes[status]
 	if typ == "" {
@@ -70,11 +86,7 @@ func anthropicError(w http.ResponseWriter, seq, status int, message string) {
 	}
 	reqID := fmt.Sprintf("req_fake%06d", seq)
 	w.Header().Set("Request-Id", reqID)
-	writeJSON(w, status, map[string]any{
-		"type":       "error",
-		"error":      map[string]string{"type": typ, "message": message},
-		"request_id": reqID,
-	})
+	writeJSON(w, status, newAnthropicError(typ, message, reqID))
 }
 
 func defaultFailMessage(status int, unauthorized string) string {
@@ -108,11 +120,11 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 	case len(q.Messages) == 0:
 		anthropicError(w, rec.Seq, 400, "messages: at least one message is required")
 	case !q.Stream:
-		writeJSON(w, http.StatusOK, map[string]any{
-			"id": fmt.Sprintf("msg_fake%06d", rec.Seq), "type": "message", "role": "assistant", "model": q.Model,
-			"content":     []map[string]string{{"type": "text", "text": p.text()}},
-			"stop_reason": p.stopReason("end_turn"), "stop_sequence": nil,
-			"usage": map[string]int{"input_tokens": p.inputTokens(q.prompt()), "output_tokens": p.outputTokens(len(p.Deltas))},
+		stop := p.stopReason("end_turn")
+		writeJSON(w, http.StatusOK, anthropicMessage{
+			ID: fmt.Sprintf("msg_fake%06d", rec.Seq), Type: "message", Role: "assistant",
+			Content: []map[string]any{{"type": "text", "text": p.text()}}, Model: q.Model, StopReason: &stop,
+			Usage: anthropicUsage{InputTokens: p.inputTokens(q.prompt()), OutputTokens: p.outputTokens(len(p.Deltas))},
 		})
 	default:
 		w.Header().Set("Request-Id", fmt.Sprintf("req_fake%06d", rec.Seq))
@@ -143,19 +155,35 @@ func sse(event string, data []byte) []byte {
 	return fmt.Appendf(nil, "event: %s\ndata: %s\n\n", event, data)
 }
 
+// anthropicMessage is a message object, in the API's field order.
+type anthropicMessage struct {
+	ID           string           `json:"id"`
+	Type         string           `json:"type"`
+	Role         string           `json:"role"`
+	Content      []map[string]any `json:"content"`
+	Model        string           `json:"model"`
+	StopReason   *string          `json:"stop_reason"`
+	StopSequence *string          `json:"stop_sequence"`
+	Usage        anthropicUsage   `json:"usage"`
+}
+
+type anthropicUsage struct {
+	InputTokens              int `json:"input_tokens"`
+	CacheCreationInputTokens int `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int `json:"cache_read_input_tokens"`
+	OutputTokens             int `json:"output_tokens"`
+}
+
 func (a *anthropicWire) open() []byte {
-	start := rawJSON(map[string]any{
-		"type": "message_start",
-		"message": map[string]any{
-			"id": fmt.Sprintf("msg_fake%06d", a.seq), "type": "message", "role": "assistant",
-			"model": a.model, "content": []any{}, "stop_reason": nil, "stop_sequence": nil,
-			"usage": map[string]int{
-				"input_tokens": a.input, "cache_creation_input_tokens": 0,
-				"cache_read_input_tokens": 0, "output_tokens": 1,
-			},
-		},
-	})
-	out := sse("message_start", start)
+	start := struct {
+		Type    string           `json:"type"`
+		Message anthropicMessage `json:"message"`
+	}{"message_start", anthropicMessage{
+		ID: fmt.Sprintf("msg_fake%06d", a.seq), Type: "message", Role: "assistant",
+		Content: []map[string]any{}, Model: a.model,
+		Usage: anthropicUsage{InputTokens: a.input, OutputTokens: 1},
+	}}
+	out := sse("message_start", rawJSON(start))
 	out = append(out, sse("content_block_start", []byte(`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`))...)
 	return append(out, sse("ping", []byte(`{"type": "ping"}`))...)
 }
@@ -167,19 +195,14 @@ func (a *anthropicWire) delta(quoted []byte) []byte {
 }
 
 func (a *anthropicWire) fail(message string) []byte {
-	return sse("error", rawJSON(map[string]any{
-		"type":  "error",
-		"error": map[string]string{"type": "overloaded_error", "message": message},
-	}))
+	return sse("error", rawJSON(newAnthropicError("overloaded_error", message, "")))
 }
 
 func (a *anthropicWire) close(sent int) []byte {
 	out := sse("content_block_stop", []byte(`{"type":"content_block_stop","index":0}`))
-	out = append(out, sse("message_delta", rawJSON(map[string]any{
-		"type":  "message_delta",
-		"delta": map[string]any{"stop_reason": a.p.stopReason("end_turn"), "stop_sequence": nil},
-		"usage": map[string]int{"output_tokens": a.p.outputTokens(sent)},
-	}))...)
+	out = append(out, sse("message_delta", fmt.Appendf(nil,
+		`{"type":"message_delta","delta":{"stop_reason":%s,"stop_sequence":null},"usage":{"output_tokens":%d}}`,
+		rawJSON(a.p.stopReason("end_turn")), a.p.outputTokens(sent)))...)
 	return append(out, sse("message_stop", []byte(`{"type":"message_stop"}`))...)
 }
 

@@ -127,17 +127,30 @@ func (s *Server) ollamaTags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.end(rec, false)
+	type details struct {
+		ParentModel       string   `json:"parent_model"`
+		Format            string   `json:"format"`
+		Family            string   `json:"family"`
+		Families          []string `json:"families"`
+		ParameterSize     string   `json:"parameter_size"`
+		QuantizationLevel string   `json:"quantization_level"`
+	}
+	type model struct {
+		Name       string  `json:"name"`
+		Model      string  `json:"model"`
+		ModifiedAt string  `json:"modified_at"`
+		Size       int64   `json:"size"`
+		Digest     string  `json:"digest"`
+		Details    details `json:"details"`
+	}
 	names := DefaultModels("ollama")
-	models := make([]map[string]any, len(names))
+	models := make([]model, len(names))
 	for i, n := range names {
-		family, _, _ := strings.Cut(n, ":")
-		models[i] = map[string]any{
-			"name": n, "model": n, "modified_at": "2025-10-01T12:00:00.000000000Z",
-			"size": 2019393189, "digest": fmt.Sprintf("%064x", i+1),
-			"details": map[string]any{
-				"parent_model": "", "format": "gguf", "family": family, "families": []string{family},
-				"parameter_size": "3.2B", "quantization_level": "Q4_K_M",
-			},
+		family := strings.TrimRight(strings.Split(n, ":")[0], ".0123456789")
+		models[i] = model{
+			Name: n, Model: n, ModifiedAt: "2025-10-01T12:00:00.000000000Z", Size: 2019393189,
+			Digest:  fmt.Sprintf("%064x", i+1),
+			Details: details{Format: "gguf", Family: family, Families: []string{family}, ParameterSize: "3.2B", QuantizationLevel: "Q4_K_M"},
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"models": models})

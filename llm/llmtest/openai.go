@@ -43,9 +43,15 @@ func openAIError(w http.ResponseWriter, status int, message string) {
 		message = defaultFailMessage(status,
 			"Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.")
 	}
-	writeJSON(w, status, map[string]any{
-		"error": map[string]any{"message": message, "type": typ, "param": nil, "code": code},
-	})
+	writeJSON(w, status, map[string]openAIErrorBody{"error": {message, typ, nil, code}})
+}
+
+// openAIErrorBody is an error as OpenAI sends it, in its field order.
+type openAIErrorBody struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   any    `json:"param"`
+	Code    any    `json:"code"`
 }
 
 func (s *Server) openAIChat(w http.ResponseWriter, r *http.Request) {
@@ -123,9 +129,7 @@ func (o *openAIWire) delta(quoted []byte) []byte {
 }
 
 func (o *openAIWire) fail(message string) []byte {
-	return fmt.Appendf(nil, "data: %s\n\n", rawJSON(map[string]any{
-		"error": map[string]any{"message": message, "type": "server_error", "param": nil, "code": nil},
-	}))
+	return fmt.Appendf(nil, "data: %s\n\n", rawJSON(map[string]openAIErrorBody{"error": {message, "server_error", nil, nil}}))
 }
 
 func (o *openAIWire) close(sent int) []byte {

@@ -242,6 +242,6 @@ func (p *Provider) do(ctx context.Context, method, path string, body any) (*http
 	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	cause := fmt.Errorf("ollama: %s %s: %s", method, path, resp.Status)
+	cause := fmt.Errorf("ollama: %s %s: status %d", method, path, resp.StatusCode)
 	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
 }
