@@ -24,8 +24,9 @@ type Service struct {
 
 	// hashing bounds how many argon2 computations run at once: each holds
 	// Params.Memory, and a burst of logins must not exhaust memory.
-	hashing chan struct{}
-	cache   principalCache
+	hashing  chan struct{}
+	cache    principalCache
+	onChange func()
 }
 
 // ServiceOptions tunes a Service; zero values take the defaults.
@@ -35,8 +36,12 @@ type ServiceOptions struct {
 	// CacheTTL bounds how long an authenticated credential is trusted without
 	// a database read. Changes made through this Service (disable, delete,
 	// logout, key revocation) take effect at once regardless; the TTL only
-	// bounds changes made by another instance. Default 5 s.
+	// bounds changes made by another instance that Changed did not reach.
+	// Default 5 s.
 	CacheTTL time.Duration
+	// Changed, if set, is called after every change to credentials, so that
+	// run can tell other instances to call Invalidate.
+	Changed func()
 }
 
 // NewService returns a Service over st that signs access tokens with tokens
@@ -57,6 +62,7 @@ func NewService(st *store.Store, tokens *Tokens, failures limit.Failures, opts S
 		now:        time.Now,
 		hashing:    make(chan struct{}, 4),
 		cache:      principalCache{ttl: opts.CacheTTL, entries: map[string]cacheEntry{}},
+		onChange:   opts.Changed,
 	}
 }
 
@@ -205,7 +211,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*TokenPair,
 	if err != nil {
 		if ferry.ErrorCode(err) == ferry.Unauthorized {
 			// Reuse may have revoked a session whose access tokens are cached.
-			s.cache.clear()
+			s.changed()
 		}
 		return nil, err
 	}
@@ -225,7 +231,7 @@ func (s *Service) Logout(ctx context.Context, p *ferry.Principal) error {
 	if p.SessionID == "" {
 		return ferry.Errorf(ferry.Invalid, "an API key has no session to sign out of; revoke the key instead")
 	}
-	defer s.cache.clear()
+	defer s.changed()
 	return s.store.RevokeSession(ctx, p.User.ID, p.SessionID)
 }
 
@@ -239,7 +245,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*ferry.Princ
 	// A token seen recently was verified then; its entry lives no longer
 	// than the token itself, so the signature check is skipped safely.
 	now := s.now()
-	if p, ok := s.cache.get(bearer, now); ok {
+	p, gen, ok := s.cache.get(bearer, now)
+	if ok {
 		return p, nil
 	}
 	claims, err := s.tokens.Parse(bearer)
@@ -256,8 +263,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*ferry.Princ
 	if u.Disabled {
 		return nil, ferry.Errorf(ferry.Unauthorized, "this account is disabled")
 	}
-	p := &ferry.Principal{User: u, SessionID: sess.ID}
-	s.cache.put(bearer, p, now, claims.ExpiresAt)
+	p = &ferry.Principal{User: u, SessionID: sess.ID}
+	s.cache.put(bearer, p, gen, now, claims.ExpiresAt)
 	return p, nil
 }
 
@@ -266,7 +273,8 @@ var errBadKey = ferry.Errorf(ferry.Unauthorized, "invalid or expired API key")
 func (s *Service) authenticateKey(ctx context.Context, secret string) (*ferry.Principal, error) {
 	hash := HashSecret(secret)
 	now := s.now()
-	if p, ok := s.cache.get("k:"+hash, now); ok {
+	p, gen, ok := s.cache.get("k:"+hash, now)
+	if ok {
 		return p, nil
 	}
 	k, u, err := s.store.APIKeyUser(ctx, hash)
@@ -289,13 +297,13 @@ func (s *Service) authenticateKey(ctx context.Context, secret string) (*ferry.Pr
 			return nil, err
 		}
 	}
-	p := &ferry.Principal{User: u, APIKeyID: k.ID}
+	p = &ferry.Principal{User: u, APIKeyID: k.ID}
 	// A cached key is not checked again: its entry must not outlive it.
 	var notAfter time.Time
 	if k.ExpiresAt != nil {
 		notAfter = *k.ExpiresAt
 	}
-	s.cache.put("k:"+hash, p, now, notAfter)
+	s.cache.put("k:"+hash, p, gen, now, notAfter)
 	return p, nil
 }
 
@@ -325,7 +333,7 @@ func (s *Service) APIKeys(ctx context.Context, userID string) ([]*ferry.APIKey, 
 // RevokeAPIKey deletes the user's key; it stops working at once. Another
 // user's key is NotFound.
 func (s *Service) RevokeAPIKey(ctx context.Context, userID, id string) error {
-	defer s.cache.clear()
+	defer s.changed()
 	return s.store.DeleteAPIKey(ctx, userID, id)
 }
 
@@ -355,12 +363,25 @@ func (s *Service) withHashing(ctx context.Context, fn func()) error {
 // change.
 func (s *Service) Invalidate() { s.cache.clear() }
 
+// changed forgets cached credentials after a change to them, here and,
+// through ServiceOptions.Changed, on other instances.
+func (s *Service) changed() {
+	s.cache.clear()
+	if s.onChange != nil {
+		s.onChange()
+	}
+}
+
 // principalCache remembers authenticated principals for a short TTL, so a
-// request costs a token check and a map lookup instead of a database read.
+// request costs a map lookup instead of a token check and a database read.
 type principalCache struct {
 	ttl     time.Duration
 	mu      sync.RWMutex
 	entries map[string]cacheEntry
+	// gen counts clears. A principal read from the database while a change
+	// committed must not be cached after the clear that followed it, so put
+	// takes the generation that get saw and drops stale ones.
+	gen uint64
 }
 
 type cacheEntry struct {
@@ -368,25 +389,32 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-func (c *principalCache) get(key string, now time.Time) (*ferry.Principal, bool) {
+// get returns the live entry for key, or the current generation to pass to
+// put after reading the database.
+func (c *principalCache) get(key string, now time.Time) (*ferry.Principal, uint64, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[key]
+	gen := c.gen
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.expires) {
-		return nil, false
+		return nil, gen, false
 	}
-	return e.p, true
+	return e.p, gen, true
 }
 
 // put remembers p under key for the cache's TTL, or until notAfter when
-// that is sooner (zero: no such bound).
-func (c *principalCache) put(key string, p *ferry.Principal, now, notAfter time.Time) {
+// that is sooner (zero: no such bound), unless the cache was cleared since
+// generation gen.
+func (c *principalCache) put(key string, p *ferry.Principal, gen uint64, now, notAfter time.Time) {
 	expires := now.Add(c.ttl)
 	if !notAfter.IsZero() && notAfter.Before(expires) {
 		expires = notAfter
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
 	if len(c.entries) >= 100_000 {
 		// Entries live seconds; dropping them all is cheaper than tracking
 		// order, and only costs a database read each.
@@ -399,6 +427,7 @@ func (c *principalCache) put(key string, p *ferry.Principal, now, notAfter time.
 // coarse invalidation beats tracking which entries a change touches.
 func (c *principalCache) clear() {
 	c.mu.Lock()
+	c.gen++
 	clear(c.entries)
 	c.mu.Unlock()
 }

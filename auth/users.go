@@ -51,7 +51,7 @@ func (s *Service) UpdateSelf(ctx context.Context, p *ferry.Principal, ch UserCha
 	}
 	if ch.Password != nil {
 		// Other sessions may be someone who learned the old password.
-		defer s.cache.clear()
+		defer s.changed()
 		if err := s.store.RevokeOtherSessions(ctx, u.ID, p.SessionID); err != nil {
 			return nil, err
 		}
@@ -69,7 +69,7 @@ func (s *Service) UpdateUser(ctx context.Context, id string, ch UserChange) (*fe
 	if ch.Role != nil && !ch.Role.Valid() {
 		return nil, ferry.InvalidField("role", "must be user or admin")
 	}
-	defer s.cache.clear()
+	defer s.changed()
 	if err := s.apply(ctx, u, ch); err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (s *Service) apply(ctx context.Context, u *ferry.User, ch UserChange) error
 // DeleteUser deletes the user with everything they own; their credentials
 // stop working at once. An unknown id is NotFound.
 func (s *Service) DeleteUser(ctx context.Context, id string) error {
-	defer s.cache.clear()
+	defer s.changed()
 	return s.store.DeleteUser(ctx, id)
 }
 

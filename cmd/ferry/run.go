@@ -186,19 +186,37 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		return err
 	}
 	var failures limit.Failures = limit.NewMemoryFailures(limit.DefaultPolicy, time.Now)
+	authOpts := auth.ServiceOptions{RefreshTTL: cfg.RefreshTokenTTL}
+	var rdb *redis.Client
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return fmt.Errorf("REDIS_URL: %w", err)
 		}
-		rdb := redis.NewClient(opts)
+		rdb = redis.NewClient(opts)
 		defer rdb.Close()
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
 		}
 		failures = limit.NewRedisFailures(rdb, "ferry:", limit.DefaultPolicy)
+		authOpts.Changed = func() {
+			if err := rdb.Publish(context.Background(), authChannel, "changed").Err(); err != nil {
+				log.Warn("telling other instances of a credential change", "error", err)
+			}
+		}
 	}
-	authSvc := auth.NewService(st, tokens, failures, auth.ServiceOptions{RefreshTTL: cfg.RefreshTokenTTL})
+	authSvc := auth.NewService(st, tokens, failures, authOpts)
+	if rdb != nil {
+		// Another instance disabled a user or revoked a key: forget cached
+		// credentials here too, so the change holds everywhere at once.
+		sub := rdb.Subscribe(ctx, authChannel)
+		defer sub.Close()
+		go func() {
+			for range sub.Channel() {
+				authSvc.Invalidate()
+			}
+		}()
+	}
 	if cfg.AdminEmail != "" {
 		created, err := authSvc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
 		if err != nil {
@@ -279,6 +297,10 @@ func newRouter(cfg *config.Config) (*llm.Router, error) {
 	}
 	return llm.NewRouter(cfg.DefaultModel, providers...)
 }
+
+// authChannel is the Redis channel on which instances announce credential
+// changes.
+const authChannel = "ferry:auth:changed"
 
 // secretKey returns SECRET_KEY, or on SQLite a key generated once and kept in
 // the data directory so tokens survive restarts.

@@ -61,13 +61,11 @@ func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, chat bool)
 	case q.Model == "":
 		ollamaError(w, 400, "model is required")
 	case q.Stream != nil && !*q.Stream:
-		ow := &ollamaWire{p: p, chat: chat, model: q.Model, input: p.inputTokens(q.prompt())}
-		last := ow.final(len(p.Deltas), p.text())
+		last := newOllamaWire(p, chat, &q).final(len(p.Deltas), p.text())
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = w.Write(last)
 	default:
-		ow := &ollamaWire{p: p, chat: chat, model: q.Model, input: p.inputTokens(q.prompt())}
-		s.run(w, r, rec, p, "application/x-ndjson", ow)
+		s.run(w, r, rec, p, "application/x-ndjson", newOllamaWire(p, chat, &q))
 		return
 	}
 	s.end(rec, false)
@@ -78,14 +76,18 @@ func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, chat bool)
 type ollamaWire struct {
 	p     plan
 	chat  bool
-	model string
+	model []byte // as JSON
 	input int
 	buf   []byte
 }
 
+func newOllamaWire(p plan, chat bool, q *ollamaRequest) *ollamaWire {
+	return &ollamaWire{p: p, chat: chat, model: rawJSON(q.Model), input: p.inputTokens(q.prompt())}
+}
+
 func (o *ollamaWire) head(dst []byte) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = append(dst, rawJSON(o.model)...)
+	dst = append(dst, o.model...)
 	dst = append(dst, `,"created_at":"`...)
 	dst = time.Now().AppendFormat(dst, time.RFC3339Nano)
 	if o.chat {

@@ -370,18 +370,22 @@ type wire interface {
 
 // stream writes one scripted streaming response.
 type stream struct {
-	w    http.ResponseWriter
-	rc   *http.ResponseController
-	r    *http.Request
-	quit <-chan struct{}
-	rec  *Request
-	p    plan
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	r     *http.Request
+	quit  <-chan struct{}
+	rec   *Request
+	p     plan
+	timer *time.Timer // reused between deltas; thousands of streams pause at once
 }
 
 // run streams p through wf and reports whether the client went away first.
 func (s *Server) run(w http.ResponseWriter, r *http.Request, rec *Request, p plan, contentType string, wf wire) {
 	st := &stream{w: w, rc: http.NewResponseController(w), r: r, quit: s.quit, rec: rec, p: p}
 	cancelled := !st.stream(contentType, wf)
+	if st.timer != nil {
+		st.timer.Stop()
+	}
 	s.end(rec, cancelled)
 	if p.Break == Drop && !cancelled {
 		// The documented way to make net/http cut the connection mid-response.
@@ -434,20 +438,18 @@ func (st *stream) send(b []byte) bool {
 	if st.r.Context().Err() != nil {
 		return false
 	}
-	pieces := [][]byte{b}
 	if st.p.Fragment && len(b) > 1 {
 		cut := splitPoint(b)
-		pieces = [][]byte{b[:cut], b[cut:]}
+		return st.write(b[:cut]) && st.write(b[cut:])
 	}
-	for _, piece := range pieces {
-		if _, err := st.w.Write(piece); err != nil {
-			return false
-		}
-		if err := st.rc.Flush(); err != nil {
-			return false
-		}
+	return st.write(b)
+}
+
+func (st *stream) write(b []byte) bool {
+	if _, err := st.w.Write(b); err != nil {
+		return false
 	}
-	return true
+	return st.rc.Flush() == nil
 }
 
 // splitPoint is inside the first multi-byte character of b, or its middle.
@@ -464,14 +466,17 @@ func (st *stream) pause(d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	if st.timer == nil {
+		st.timer = time.NewTimer(d)
+	} else {
+		st.timer.Reset(d)
+	}
 	select {
 	case <-st.r.Context().Done():
 		return false
 	case <-st.quit:
 		return false
-	case <-t.C:
+	case <-st.timer.C:
 		return true
 	}
 }

@@ -111,7 +111,9 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 	}
 	defer resp.Body.Close()
 
-	r := bufio.NewReaderSize(resp.Body, 64<<10)
+	// The default 4 KB buffer fits the usual line; readLine grows past it
+	// for the rare long one, so thousands of open streams stay cheap.
+	r := bufio.NewReader(resp.Body)
 	for {
 		line, readErr := readLine(r)
 		if line = bytes.TrimSpace(line); len(line) > 0 {
