@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -18,6 +19,13 @@ type Services struct {
 	Auth  *auth.Service
 	Chat  *chat.Service
 	LLM   *llm.Router
+
+	// OllamaURL is OLLAMA_BASE_URL, which /ollama/* proxies to, through
+	// HTTPClient (nil: http.DefaultClient). UpstreamTimeout bounds one model
+	// call of /ollama/* and /v1/* (FERRY_UPSTREAM_TIMEOUT; 0: 10 minutes).
+	OllamaURL       string
+	HTTPClient      *http.Client
+	UpstreamTimeout time.Duration
 }
 
 // Security requirements an operation can declare; authenticate enforces them.
@@ -80,6 +88,18 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Rename a conversation", Security: authenticated}, handleRenameConversation(c))
 	register(s, huma.Operation{OperationID: "delete-conversation", Method: "DELETE", Path: "/conversations/{id}", Tags: []string{"conversations"},
 		Summary: "Delete a conversation and its messages", Security: authenticated, DefaultStatus: http.StatusNoContent}, handleDeleteConversation(c))
+
+	// OpenAI's Chat Completions API, for OpenAI's SDKs; errors in OpenAI's shape.
+	register(s, chatCompletionsOperation(s.api.OpenAPI().Components.Schemas), handleChatCompletions(s))
+	register(s, openAIOperation(huma.Operation{OperationID: "openai-models", Method: "GET", Path: "/v1/models",
+		Summary: "Models the configured providers offer, in OpenAI's list format"}), handleOpenAIModels(s.svc.LLM))
+
+	// Ollama's native API, proxied to OLLAMA_BASE_URL.
+	o := newOllamaProxy(s.svc)
+	register(s, ollamaGenerateOperation(), handleOllamaGenerate(s, o, "/ollama/generate", "/api/generate"))
+	register(s, ollamaChatOperation(), handleOllamaGenerate(s, o, "/ollama/chat", "/api/chat"))
+	register(s, huma.Operation{OperationID: "ollama-tags", Method: "GET", Path: "/ollama/tags", Tags: []string{"ollama"},
+		Summary: "Ollama's models (its /api/tags), proxied", Security: authenticated}, handleOllamaTags(s, o))
 }
 
 // register adds op to the API with the server's body limit, and routes every

@@ -52,7 +52,7 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 			Unmarshal: func([]byte, any) error { return errors.New("form bodies are read by their handler") },
 		},
 	}
-	cfg.Transformers = append(cfg.Transformers, dropErrorValues)
+	cfg.Transformers = append(cfg.Transformers, dropErrorValues, openAIErrors)
 	cfg.Info.Description = "Self-hosted AI application backend: accounts, streaming chat, conversations."
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An access token from /auth/login, or an API key (fk_…)."},

@@ -100,6 +100,22 @@ func (s *sseWriter) Send(v any) error {
 	return s.flush()
 }
 
+// SendData writes data as one event's data line, as it is and without an
+// id line, and flushes it: for sentinels such as OpenAI's "[DONE]". data
+// must hold no newline.
+func (s *sseWriter) SendData(data string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.begin()
+	if _, err := s.w.Write([]byte("data: " + data + "\n\n")); err != nil {
+		return err
+	}
+	if s.keepalive != nil {
+		s.keepalive.Reset(s.interval)
+	}
+	return s.flush()
+}
+
 func (s *sseWriter) flush() error {
 	// Not every ResponseWriter supports deadlines (httptest's recorder does
 	// not); flushing is what matters, so that error is ignored.

@@ -70,11 +70,13 @@ type Provider interface {
 	// Stream sends req upstream and calls fn with each delta as it arrives,
 	// ending with a Done delta. It stops when ctx is cancelled or fn returns
 	// an error. Errors are *ferry.Error with code Upstream (bad key, bad
-	// request, error event mid-stream), RateLimited (with RetryAfter),
-	// Unavailable (upstream overloaded, down or unreachable), Timeout, or
-	// else the error fn returned, or ctx.Err() itself when ctx was
-	// cancelled (so errors.Is(err, context.Canceled) tells a client that
-	// left from a failure).
+	// request, error event mid-stream, answer cut short), RateLimited (with
+	// RetryAfter), Unavailable (upstream overloaded, down or unreachable;
+	// RetryAfter when it said), Timeout (ctx's deadline or the HTTP
+	// client's timeout), Invalid (req.Model empty and the upstream lists no
+	// model); or else the error fn returned as is; or ctx.Err() itself when
+	// ctx was cancelled, so that err == context.Canceled tells a client
+	// that left from a failure.
 	Stream(ctx context.Context, req Request, fn func(Delta) error) error
 	// Models lists the models the upstream offers, with the same errors as
 	// Stream.

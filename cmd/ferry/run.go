@@ -227,7 +227,7 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		}
 	}
 
-	router, err := newRouter(cfg)
+	router, upstream, err := newRouter(cfg)
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,8 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router})
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router,
+			OllamaURL: cfg.OllamaBaseURL, HTTPClient: upstream, UpstreamTimeout: cfg.UpstreamTimeout})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -272,8 +273,9 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 }
 
 // newRouter builds the providers the settings enable, each retrying
-// failures that happen before its first token, and routes between them.
-func newRouter(cfg *config.Config) (*llm.Router, error) {
+// failures that happen before its first token, and routes between them. It
+// returns the HTTP client they share too, for the Ollama proxy.
+func newRouter(cfg *config.Config) (*llm.Router, *http.Client, error) {
 	// One client for every upstream: no overall timeout (answers stream for
 	// minutes; chat bounds each call with FERRY_UPSTREAM_TIMEOUT), and
 	// enough idle connections per host that many concurrent streams reuse
@@ -295,7 +297,8 @@ func newRouter(cfg *config.Config) (*llm.Router, error) {
 	for i, p := range providers {
 		providers[i] = llm.WithRetry(p, llm.RetryPolicy{})
 	}
-	return llm.NewRouter(cfg.DefaultModel, providers...)
+	router, err := llm.NewRouter(cfg.DefaultModel, providers...)
+	return router, hc, err
 }
 
 // authChannel is the Redis channel on which instances announce credential
@@ -388,8 +391,11 @@ func user(ctx context.Context, args []string, env environment, stdin io.Reader, 
 	if *isAdmin {
 		role = ferry.RoleAdmin
 	}
-	// Creating a user needs no token keys; any non-empty secret will do.
-	tokens, err := auth.NewTokens(make([]byte, auth.MinSecretKeyLen))
+	secret, err := secretKey(cfg)
+	if err != nil {
+		return err
+	}
+	tokens, err := auth.NewTokens(secret)
 	if err != nil {
 		return err
 	}

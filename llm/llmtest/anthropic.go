@@ -215,7 +215,8 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.end(rec, false)
 	anthropic := r.Header.Get("Anthropic-Version") != ""
-	if p.APIKey != "" && p.fail {
+	// Model lists never fail by FailFirst; p.fail here means a wrong key.
+	if p.fail {
 		if anthropic {
 			anthropicError(w, rec.Seq, http.StatusUnauthorized, "")
 		} else {

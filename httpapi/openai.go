@@ -1,0 +1,578 @@
+package httpapi
+
+// The OpenAI-compatible API: POST /v1/chat/completions and GET /v1/models in
+// the wire format of OpenAI's Chat Completions API, so that OpenAI's SDKs,
+// and the tools built on them, reach every configured provider through
+// Ferry. Calls are stateless (nothing is stored as a conversation), but each
+// is written to the usage log. Every error on these operations, whoever
+// raises it, takes OpenAI's shape {"error": {message, type, param, code}}.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/chat"
+	"github.com/ferryhq/ferry/llm"
+)
+
+// openAIShaped is the operation metadata key that marks an operation whose
+// errors openAIErrors rewrites into OpenAI's shape.
+const openAIShaped = "openai-errors"
+
+// defaultUpstreamTimeout bounds one model call when Services sets none; it
+// is chat's default too.
+const defaultUpstreamTimeout = 10 * time.Minute
+
+// openAIOperation marks op as part of the OpenAI-compatible API: signed in
+// by bearer token (API key or access token, as OpenAI's SDKs send it) and
+// answering errors in OpenAI's shape.
+func openAIOperation(op huma.Operation) huma.Operation {
+	if op.Metadata == nil {
+		op.Metadata = map[string]any{}
+	}
+	op.Metadata[openAIShaped] = true
+	op.Tags = []string{"openai"}
+	op.Security = authenticated
+	if op.Responses == nil {
+		op.Responses = map[string]*huma.Response{}
+	}
+	op.Responses["default"] = &huma.Response{Description: `An error, in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.`,
+		Content: map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Type: "object"}}}}
+	return op
+}
+
+// openAIErrorBody is an error as OpenAI's API words it. Code is Ferry's
+// error code ("invalid", "rate_limited", "upstream" …); Param names the
+// request field that was wrong, if one was.
+type openAIErrorBody struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+type openAIErrorEnvelope struct {
+	Error openAIErrorBody `json:"error"`
+}
+
+// codeOf is statusOf read backwards, which it can be: every code has its
+// own status. Huma's 422 for a body that fails its schema is Invalid too.
+var codeOf = func() map[int]ferry.Code {
+	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid}
+	for c, status := range statusOf {
+		m[status] = c
+	}
+	return m
+}()
+
+func newOpenAIError(status int, message, param string) openAIErrorEnvelope {
+	typ := "invalid_request_error"
+	switch {
+	case status == http.StatusUnauthorized:
+		typ = "authentication_error"
+	case status == http.StatusForbidden:
+		typ = "permission_error"
+	case status == http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case status >= 500:
+		typ = "server_error"
+	}
+	e := openAIErrorEnvelope{Error: openAIErrorBody{Message: message, Type: typ}}
+	if c, ok := codeOf[status]; ok {
+		code := string(c)
+		e.Error.Code = &code
+	}
+	if param != "" {
+		e.Error.Param = &param
+	}
+	return e
+}
+
+// openAIErrorOf is the OpenAI-shaped body for a *ferry.Error that public
+// has already vetted.
+func openAIErrorOf(fe *ferry.Error) openAIErrorEnvelope {
+	var param string
+	if len(fe.Fields) > 0 {
+		names := make([]string, 0, len(fe.Fields))
+		for f := range fe.Fields {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		param = names[0]
+	}
+	return newOpenAIError(statusOf[fe.Code], fe.Message, param)
+}
+
+// openAIErrors is a huma transformer. On operations marked by
+// openAIOperation it turns the problem bodies of every error huma writes
+// (authenticate's 401, validation failures, a body over the limit, and the
+// handlers' errors mapped by problem) into OpenAI's error shape, which
+// OpenAI's SDKs parse; the status and headers such as Retry-After stay.
+// Elsewhere it leaves bodies alone.
+func openAIErrors(ctx huma.Context, _ string, v any) (any, error) {
+	em, ok := v.(*huma.ErrorModel)
+	if !ok {
+		return v, nil
+	}
+	if op := ctx.Operation(); op == nil || op.Metadata[openAIShaped] != true {
+		return v, nil
+	}
+	msg, param := em.Detail, ""
+	var details []string
+	for _, d := range em.Errors {
+		if d == nil {
+			continue
+		}
+		if param == "" {
+			param = strings.TrimPrefix(strings.TrimPrefix(d.Location, "body"), ".")
+		}
+		// A *ferry.Error's fields are already in its message.
+		if d.Message != "" && !strings.Contains(msg, d.Message) {
+			details = append(details, strings.TrimPrefix(d.Location+": ", ": ")+d.Message)
+		}
+	}
+	if len(details) > 0 {
+		msg += ": " + strings.Join(details, "; ")
+	}
+	ctx.SetHeader("Content-Type", "application/json")
+	return newOpenAIError(em.Status, msg, param), nil
+}
+
+// writeOpenAIError answers with an error in OpenAI's shape outside huma,
+// for a stream that failed before its first byte.
+func writeOpenAIError(w http.ResponseWriter, fe *ferry.Error) {
+	if fe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(fe.RetryAfter))
+	}
+	writeJSON(w, statusOf[fe.Code], openAIErrorOf(fe))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// completionRequest is the part of a Chat Completions request Ferry reads.
+// Other fields OpenAI's SDKs send (temperature, top_p, user, seed, …) are
+// accepted and ignored.
+type completionRequest struct {
+	_                   struct{}            `json:"-" additionalProperties:"true"`
+	Model               string              `json:"model" maxLength:"200" doc:"provider/model, or a bare name routed as /ai/chat routes it (claude-* is Anthropic, gpt-* OpenAI, llama3.2 Ollama); empty: FERRY_DEFAULT_MODEL." example:"anthropic/claude-sonnet-4-6"`
+	Messages            []completionMessage `json:"messages" minItems:"1" maxItems:"10000"`
+	Stream              bool                `json:"stream,omitempty" doc:"Stream chat.completion.chunk events, ending with data: [DONE]."`
+	StreamOptions       *streamOptions      `json:"stream_options,omitempty"`
+	MaxTokens           int                 `json:"max_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens (older name of max_completion_tokens)."`
+	MaxCompletionTokens int                 `json:"max_completion_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens; default: the provider's."`
+	N                   int                 `json:"n,omitempty" minimum:"1" maximum:"1" doc:"Only one choice is supported."`
+}
+
+type streamOptions struct {
+	_            struct{} `json:"-" additionalProperties:"true"`
+	IncludeUsage bool     `json:"include_usage,omitempty" doc:"End the stream with a chunk holding usage and no choices."`
+}
+
+type completionMessage struct {
+	_       struct{}       `json:"-" additionalProperties:"true"`
+	Role    string         `json:"role" enum:"system,developer,user,assistant" doc:"system and developer messages become the system prompt."`
+	Content messageContent `json:"content"`
+}
+
+// messageContent is a message's content as OpenAI accepts it: a string, or
+// an array of content parts of which Ferry takes the text ones.
+type messageContent struct {
+	raw json.RawMessage
+}
+
+func (c *messageContent) UnmarshalJSON(b []byte) error {
+	c.raw = append(c.raw[:0], b...)
+	return nil
+}
+
+func (messageContent) Schema(huma.Registry) *huma.Schema {
+	part := &huma.Schema{Type: "object", Required: []string{"type"}, AdditionalProperties: true,
+		Properties: map[string]*huma.Schema{
+			"type": {Type: "string", Description: `Only "text" is supported.`},
+			"text": {Type: "string"},
+		}}
+	return &huma.Schema{Nullable: true, Description: "A string, or an array of text parts.",
+		OneOf: []*huma.Schema{{Type: "string"}, {Type: "array", Items: part}}}
+}
+
+// text returns the content's text; parts are joined by newlines.
+func (c messageContent) text() (string, error) {
+	if len(c.raw) == 0 || string(c.raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(c.raw, &s) == nil {
+		return s, nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(c.raw, &parts); err != nil {
+		return "", errors.New("must be a string or an array of content parts")
+	}
+	texts := make([]string, len(parts))
+	for i, p := range parts {
+		if p.Type != "text" {
+			return "", fmt.Errorf("content parts of type %q are not supported; send text", p.Type)
+		}
+		texts[i] = p.Text
+	}
+	return strings.Join(texts, "\n"), nil
+}
+
+type completionInput struct {
+	Body completionRequest
+}
+
+// completion is one stateless call for /v1/chat/completions, routed and
+// ready to send.
+type completion struct {
+	id       string
+	created  int64
+	model    string // the name the answer reports: the request's, or the default's
+	provider llm.Provider
+	req      llm.Request
+	usage    bool // stream_options.include_usage
+	who      *ferry.Principal
+}
+
+// newCompletion checks the request and routes its model. Errors: Invalid,
+// naming the setting when the model's provider is not configured.
+func newCompletion(router *llm.Router, who *ferry.Principal, b *completionRequest) (*completion, error) {
+	var req llm.Request
+	var system []string
+	for i, m := range b.Messages {
+		text, err := m.Content.text()
+		if err != nil {
+			return nil, ferry.InvalidField(fmt.Sprintf("messages[%d].content", i), err.Error())
+		}
+		switch m.Role {
+		case "system", "developer":
+			system = append(system, text)
+		default:
+			req.Messages = append(req.Messages, llm.Message{Role: m.Role, Content: text})
+		}
+	}
+	if len(req.Messages) == 0 {
+		return nil, ferry.InvalidField("messages", "needs a user message besides system ones")
+	}
+	req.System = strings.Join(system, "\n\n")
+	req.MaxTokens = b.MaxCompletionTokens
+	if req.MaxTokens == 0 {
+		req.MaxTokens = b.MaxTokens
+	}
+	p, name, err := router.Resolve(b.Model)
+	if err != nil {
+		return nil, err
+	}
+	req.Model = name
+	c := &completion{id: "chatcmpl-" + randomHex(12), created: time.Now().Unix(), model: strings.TrimSpace(b.Model),
+		provider: p, req: req, usage: b.StreamOptions != nil && b.StreamOptions.IncludeUsage, who: who}
+	if c.model == "" {
+		c.model = p.Name() + "/" + name
+		if name == "" {
+			c.model = p.Name()
+		}
+	}
+	return c, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// completionResult is how a call ended.
+type completionResult struct {
+	text       string
+	stopReason string
+	usage      llm.Usage
+}
+
+// run sends the call upstream, calling fn with each text delta, and writes
+// the usage log entry however it ends (complete, cancelled when ctx was
+// cancelled, else failed). The error is the provider's, or ctx's when ctx
+// was cancelled.
+func (s *server) runCompletion(ctx context.Context, c *completion, endpoint string, fn func(text string) error) (*completionResult, error) {
+	start := time.Now()
+	uctx, cancel := context.WithTimeout(ctx, s.upstreamTimeout())
+	defer cancel()
+	var text strings.Builder
+	var final llm.Delta
+	err := c.provider.Stream(uctx, c.req, func(d llm.Delta) error {
+		if d.Done {
+			final = d
+			return nil
+		}
+		text.WriteString(d.Text)
+		return fn(d.Text)
+	})
+	res := &completionResult{text: text.String(), stopReason: final.StopReason, usage: final.Usage}
+	status := ferry.StatusComplete
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		status, err = ferry.StatusCancelled, ctx.Err()
+	default:
+		status = ferry.StatusFailed
+	}
+	if !final.Done {
+		// Cut off before the upstream reported usage: estimate it, so the
+		// usage log does not count an interrupted call as free.
+		in := chat.EstimateTokens(c.req.System)
+		for _, m := range c.req.Messages {
+			in += chat.EstimateTokens(m.Content)
+		}
+		res.usage = llm.Usage{InputTokens: in, OutputTokens: chat.EstimateTokens(res.text)}
+	}
+	model := final.Model
+	if model == "" {
+		model = c.req.Model
+	}
+	s.logUsage(ctx, &ferry.Usage{UserID: c.who.User.ID, APIKeyID: c.who.APIKeyID, Endpoint: endpoint, Model: model,
+		Provider: c.provider.Name(), InputTokens: res.usage.InputTokens, OutputTokens: res.usage.OutputTokens,
+		LatencyMS: time.Since(start).Milliseconds(), Status: string(status)})
+	return res, err
+}
+
+func (s *server) upstreamTimeout() time.Duration {
+	if s.svc.UpstreamTimeout > 0 {
+		return s.svc.UpstreamTimeout
+	}
+	return defaultUpstreamTimeout
+}
+
+// logUsage appends u to the usage log. It runs when the client may have
+// left, so it does not inherit the request's cancellation; a failure is
+// logged, not returned, since the answer has been given.
+func (s *server) logUsage(ctx context.Context, u *ferry.Usage) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	u.ID = auth.NewID()
+	if err := s.svc.Store.LogUsage(sctx, u); err != nil {
+		s.log.ErrorContext(ctx, "writing usage log", "request_id", RequestID(ctx), "endpoint", u.Endpoint, "error", err)
+	}
+}
+
+// finishReason maps a provider's stop reason to OpenAI's finish_reason.
+func finishReason(stop string) string {
+	switch stop {
+	case "max_tokens", "length":
+		return "length"
+	case "tool_use", "tool_calls":
+		return "tool_calls"
+	case "refusal", "content_filter":
+		return "content_filter"
+	}
+	return "stop"
+}
+
+type completionUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func newCompletionUsage(u llm.Usage) *completionUsage {
+	return &completionUsage{PromptTokens: u.InputTokens, CompletionTokens: u.OutputTokens, TotalTokens: u.InputTokens + u.OutputTokens}
+}
+
+// chatCompletion is the answer to a request that does not stream.
+type chatCompletion struct {
+	ID      string             `json:"id"`
+	Object  string             `json:"object" enum:"chat.completion"`
+	Created int64              `json:"created"`
+	Model   string             `json:"model"`
+	Choices []completionChoice `json:"choices"`
+	Usage   *completionUsage   `json:"usage"`
+}
+
+type completionChoice struct {
+	Index        int             `json:"index"`
+	Message      completionReply `json:"message"`
+	Logprobs     any             `json:"logprobs"`
+	FinishReason string          `json:"finish_reason"`
+}
+
+type completionReply struct {
+	Role    string  `json:"role"`
+	Content string  `json:"content"`
+	Refusal *string `json:"refusal"`
+}
+
+// completionChunk is one event of a streamed answer.
+type completionChunk struct {
+	ID      string           `json:"id"`
+	Object  string           `json:"object"`
+	Created int64            `json:"created"`
+	Model   string           `json:"model"`
+	Choices []chunkChoice    `json:"choices"`
+	Usage   *completionUsage `json:"usage,omitempty"`
+}
+
+type chunkChoice struct {
+	Index        int        `json:"index"`
+	Delta        chunkDelta `json:"delta"`
+	Logprobs     any        `json:"logprobs"`
+	FinishReason *string    `json:"finish_reason"`
+}
+
+type chunkDelta struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+func (c *completion) chunk(d chunkDelta, finish *string) completionChunk {
+	return completionChunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
+		Choices: []chunkChoice{{Delta: d, FinishReason: finish}}}
+}
+
+func chatCompletionsOperation(reg huma.Registry) huma.Operation {
+	return openAIOperation(huma.Operation{OperationID: "openai-chat-completions", Method: "POST", Path: "/v1/chat/completions",
+		Summary: "Chat, in OpenAI's Chat Completions format, with any configured provider",
+		Description: "For OpenAI's SDKs: base URL <ferry>/v1, API key a Ferry API key (fk_…) or access token. " +
+			"With stream: chat.completion.chunk events, a usage chunk when stream_options.include_usage, then data: [DONE]; " +
+			"a failure after the first chunk arrives as data: {\"error\": …} before [DONE]. Nothing is stored as a conversation; " +
+			"every call is written to the usage log.",
+		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or with stream an event stream of chat.completion.chunk.",
+			Content: map[string]*huma.MediaType{
+				"application/json":  {Schema: reg.Schema(reflect.TypeFor[chatCompletion](), true, "")},
+				"text/event-stream": {Schema: &huma.Schema{Type: "string"}},
+			}}},
+	})
+}
+
+// handleChatCompletions answers POST /v1/chat/completions. Everything that
+// can be refused is refused before the first byte with its own status; an
+// upstream failure before the first delta still gets its own status too.
+func handleChatCompletions(s *server) func(context.Context, *completionInput) (*huma.StreamResponse, error) {
+	const endpoint = "/v1/chat/completions"
+	return func(ctx context.Context, in *completionInput) (*huma.StreamResponse, error) {
+		c, err := newCompletion(s.svc.LLM, principal(ctx), &in.Body)
+		if err != nil {
+			return nil, err
+		}
+		if in.Body.Stream {
+			return &huma.StreamResponse{Body: func(hctx huma.Context) {
+				r, w := humago.Unwrap(hctx)
+				s.streamCompletion(r, w, c, endpoint)
+			}}, nil
+		}
+		res, err := s.runCompletion(ctx, c, endpoint, func(string) error { return nil })
+		if err != nil {
+			return nil, err
+		}
+		out := chatCompletion{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
+			Choices: []completionChoice{{Message: completionReply{Role: "assistant", Content: res.text}, FinishReason: finishReason(res.stopReason)}},
+			Usage:   newCompletionUsage(res.usage)}
+		return &huma.StreamResponse{Body: func(hctx huma.Context) {
+			_, w := humago.Unwrap(hctx)
+			writeJSON(w, http.StatusOK, out)
+		}}, nil
+	}
+}
+
+func (s *server) streamCompletion(r *http.Request, w http.ResponseWriter, c *completion, endpoint string) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
+	defer stop()
+
+	sse := newSSE(w, s.opts.Keepalive)
+	defer sse.Close()
+	began := false
+	begin := func() error {
+		began = true
+		empty := ""
+		return sse.Send(c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
+	}
+	res, err := s.runCompletion(ctx, c, endpoint, func(text string) error {
+		if !began {
+			if err := begin(); err != nil {
+				return err
+			}
+		}
+		return sse.Send(c.chunk(chunkDelta{Content: &text}, nil))
+	})
+	if r.Context().Err() != nil {
+		return // the client left; the call is logged as cancelled
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = context.Cause(ctx)
+		}
+		fe := s.public(r.Context(), err)
+		sse.Close() // no keepalive may commit the response from here on
+		if !sse.Started() {
+			writeOpenAIError(w, fe)
+			return
+		}
+		sse.Send(openAIErrorOf(fe))
+		sse.SendData("[DONE]")
+		return
+	}
+	if !began {
+		begin()
+	}
+	finish := finishReason(res.stopReason)
+	sse.Send(c.chunk(chunkDelta{}, &finish))
+	if c.usage {
+		sse.Send(completionChunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
+			Choices: []chunkChoice{}, Usage: newCompletionUsage(res.usage)})
+	}
+	sse.SendData("[DONE]")
+}
+
+type openAIModel struct {
+	ID      string `json:"id" doc:"Routable name, provider/model."`
+	Object  string `json:"object" enum:"model"`
+	Created int64  `json:"created" doc:"Always 0: providers do not all say."`
+	OwnedBy string `json:"owned_by" doc:"The provider."`
+}
+
+type openAIModelsOutput struct {
+	Body struct {
+		Object string        `json:"object" enum:"list"`
+		Data   []openAIModel `json:"data"`
+	}
+}
+
+// handleOpenAIModels lists the models of every configured provider in
+// OpenAI's list format.
+func handleOpenAIModels(router *llm.Router) func(context.Context, *struct{}) (*openAIModelsOutput, error) {
+	return func(ctx context.Context, _ *struct{}) (*openAIModelsOutput, error) {
+		models, err := router.Models(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := &openAIModelsOutput{}
+		out.Body.Object = "list"
+		out.Body.Data = make([]openAIModel, len(models))
+		for i, m := range models {
+			out.Body.Data[i] = openAIModel{ID: m.ID, Object: "model", OwnedBy: m.Provider}
+		}
+		return out, nil
+	}
+}
