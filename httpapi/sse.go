@@ -37,6 +37,9 @@ type sseWriter struct {
 func newSSE(w http.ResponseWriter, interval time.Duration) *sseWriter {
 	s := &sseWriter{w: w, rc: http.NewResponseController(w), interval: interval}
 	if interval > 0 {
+		// Hold mu while arming, so the timer's first run sees the field set.
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		s.keepalive = time.AfterFunc(interval, func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
