@@ -125,6 +125,14 @@ func ollamaChatOperation() huma.Operation {
 	})
 }
 
+func ollamaTagsOperation() huma.Operation {
+	return huma.Operation{OperationID: "ollama-tags", Method: "GET", Path: "/ollama/tags", Tags: []string{"ollama"},
+		Summary: "Ollama's models (its /api/tags), proxied", Security: authenticated,
+		Responses: map[string]*huma.Response{"200": {Description: "Ollama's answer, as it sent it.",
+			Content: map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Type: "object"}}}}},
+	}
+}
+
 // ollamaCall is one proxied generation, as the usage log needs it.
 type ollamaCall struct {
 	who      *ferry.Principal
@@ -251,7 +259,7 @@ func (s *server) proxyOllama(r *http.Request, w http.ResponseWriter, o *ollamaPr
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(resp.StatusCode)
 
-	err = relay(w, resp.Body, &tally)
+	err = relayOllama(w, resp.Body, &tally)
 	switch {
 	case r.Context().Err() != nil || errors.Is(err, errClientGone):
 		status = ferry.StatusCancelled
@@ -280,13 +288,13 @@ func (s *server) proxyOllama(r *http.Request, w http.ResponseWriter, o *ollamaPr
 	status = ferry.StatusComplete
 }
 
-// errClientGone is relay's error when writing to the client failed.
+// errClientGone is relayOllama's error when writing to the client failed.
 var errClientGone = errors.New("client gone")
 
-// relay copies src to w as it arrives, flushing after each read, and shows
+// relayOllama copies src to w as it arrives, flushing after each read, and shows
 // it to tally. It returns nil at the end of src, errClientGone when w
 // fails, or src's error.
-func relay(w http.ResponseWriter, src io.Reader, tally *ollamaTally) error {
+func relayOllama(w http.ResponseWriter, src io.Reader, tally *ollamaTally) error {
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
 	for {

@@ -69,9 +69,9 @@ type openAIErrorEnvelope struct {
 	Error openAIErrorBody `json:"error"`
 }
 
-// codeOf is statusOf read backwards, which it can be: every code has its
+// codeForStatus is statusOf read backwards, which it can be: every code has its
 // own status. Huma's 422 for a body that fails its schema is Invalid too.
-var codeOf = func() map[int]ferry.Code {
+var codeForStatus = func() map[int]ferry.Code {
 	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid}
 	for c, status := range statusOf {
 		m[status] = c
@@ -92,7 +92,7 @@ func newOpenAIError(status int, message, param string) openAIErrorEnvelope {
 		typ = "server_error"
 	}
 	e := openAIErrorEnvelope{Error: openAIErrorBody{Message: message, Type: typ}}
-	if c, ok := codeOf[status]; ok {
+	if c, ok := codeForStatus[status]; ok {
 		code := string(c)
 		e.Error.Code = &code
 	}
@@ -158,10 +158,10 @@ func writeOpenAIError(w http.ResponseWriter, fe *ferry.Error) {
 	if fe.RetryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfter(fe.RetryAfter))
 	}
-	writeJSON(w, statusOf[fe.Code], openAIErrorOf(fe))
+	writeJSONStatus(w, statusOf[fe.Code], openAIErrorOf(fe))
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
@@ -191,7 +191,7 @@ type streamOptions struct {
 type completionMessage struct {
 	_       struct{}       `json:"-" additionalProperties:"true"`
 	Role    string         `json:"role" enum:"system,developer,user,assistant" doc:"system and developer messages become the system prompt."`
-	Content messageContent `json:"content"`
+	Content messageContent `json:"content,omitempty" doc:"A string, or an array of text parts; may be null or absent in an assistant message."`
 }
 
 // messageContent is a message's content as OpenAI accepts it: a string, or
@@ -211,8 +211,7 @@ func (messageContent) Schema(huma.Registry) *huma.Schema {
 			"type": {Type: "string", Description: `Only "text" is supported.`},
 			"text": {Type: "string"},
 		}}
-	return &huma.Schema{Nullable: true, Description: "A string, or an array of text parts.",
-		OneOf: []*huma.Schema{{Type: "string"}, {Type: "array", Items: part}}}
+	return &huma.Schema{OneOf: []*huma.Schema{{Type: "string"}, {Type: "array", Items: part}}}
 }
 
 // text returns the content's text; parts are joined by newlines.
@@ -267,9 +266,12 @@ func newCompletion(router *llm.Router, who *ferry.Principal, b *completionReques
 		if err != nil {
 			return nil, ferry.InvalidField(fmt.Sprintf("messages[%d].content", i), err.Error())
 		}
-		switch m.Role {
-		case "system", "developer":
+		switch {
+		case m.Role == "system" || m.Role == "developer":
 			system = append(system, text)
+		case m.Role == "assistant" && text == "":
+			// A tool-call turn, whose calls Ferry does not pass on: no text
+			// for the model, and Anthropic refuses empty messages.
 		default:
 			req.Messages = append(req.Messages, llm.Message{Role: m.Role, Content: text})
 		}
@@ -311,7 +313,7 @@ type completionResult struct {
 	usage      llm.Usage
 }
 
-// run sends the call upstream, calling fn with each text delta, and writes
+// runCompletion sends the call upstream, calling fn with each text delta, and writes
 // the usage log entry however it ends (complete, cancelled when ctx was
 // cancelled, else failed). The error is the provider's, or ctx's when ctx
 // was cancelled.
@@ -489,7 +491,7 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 			Usage:   newCompletionUsage(res.usage)}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			_, w := humago.Unwrap(hctx)
-			writeJSON(w, http.StatusOK, out)
+			writeJSONStatus(w, http.StatusOK, out)
 		}}, nil
 	}
 }

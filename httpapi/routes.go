@@ -98,8 +98,7 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	o := newOllamaProxy(s.svc)
 	register(s, ollamaGenerateOperation(), handleOllamaGenerate(s, o, "/ollama/generate", "/api/generate"))
 	register(s, ollamaChatOperation(), handleOllamaGenerate(s, o, "/ollama/chat", "/api/chat"))
-	register(s, huma.Operation{OperationID: "ollama-tags", Method: "GET", Path: "/ollama/tags", Tags: []string{"ollama"},
-		Summary: "Ollama's models (its /api/tags), proxied", Security: authenticated}, handleOllamaTags(s, o))
+	register(s, ollamaTagsOperation(), handleOllamaTags(s, o))
 }
 
 // register adds op to the API with the server's body limit, and routes every

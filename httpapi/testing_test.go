@@ -38,6 +38,9 @@ type harness struct {
 type options struct {
 	policy   limit.Policy  // login throttling; zero fields take limit.DefaultPolicy
 	cacheTTL time.Duration // auth.ServiceOptions.CacheTTL; zero takes the default
+	// quiet logs at info level to nowhere, as a benchmark wants, instead of
+	// at debug level into harness.logs.
+	quiet bool
 }
 
 func newHarness(t testing.TB, engine string, opt options) *harness {
@@ -55,6 +58,9 @@ func newHarness(t testing.TB, engine string, opt options) *harness {
 	})
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opt.quiet {
+		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: 1 << 20, Draining: context.Background()},
 		httpapi.Services{Store: st, Auth: svc})
 	return &harness{handler: h, store: st, auth: svc, secret: secret, logs: logs}

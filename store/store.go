@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -59,8 +60,10 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 		// another process (a second `ferry migrate`) holding the lock;
 		// _txlock=immediate takes the write lock at BEGIN so a transaction
 		// that reads then writes cannot deadlock against another.
-		dsn := "file:" + d.DSN + "?_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
-			"&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		// busy_timeout comes first: pragmas apply in order, and switching to
+		// WAL needs a lock another process opening the file may hold.
+		dsn := "file:" + d.DSN + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
+			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 		w, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, err
@@ -74,13 +77,33 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 		r.SetMaxOpenConns(8)
 		r.SetMaxIdleConns(8)
 		s := &Store{driver: d.Driver, db: w, rdb: r}
-		if err := w.PingContext(ctx); err != nil {
+		if err := pingSQLite(ctx, w); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open SQLite %s: %w", d.DSN, err)
 		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("unknown database driver %q", d.Driver)
+}
+
+// pingSQLite opens the first connection, which switches a new file to WAL.
+// SQLite answers SQLITE_BUSY at once, without waiting out busy_timeout, when
+// another process is making the same switch, so it is retried briefly.
+func pingSQLite(ctx context.Context, db *sql.DB) error {
+	var err error
+	for range 50 {
+		err = db.PingContext(ctx)
+		var lite *sqlite.Error
+		if !errors.As(err, &lite) || lite.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return err
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return err
 }
 
 // Driver names the engine: "sqlite" or "postgres".
