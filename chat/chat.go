@@ -154,7 +154,9 @@ type Result struct {
 	Status     ferry.MessageStatus
 	StopReason string
 	Usage      llm.Usage
-	Model      string
+	Model      string        // the model the upstream used
+	Latency    time.Duration // from the call to its end
+	FirstToken time.Duration // from the call to the first delta; 0 if none came
 }
 
 // Stream asks the model and calls fn with each text delta. However the
@@ -163,13 +165,45 @@ type Result struct {
 // ctx is cancelled (the client left), with what had arrived by then. The
 // error is the provider's (see llm.Provider), or ctx's when the client left.
 func (t *Turn) Stream(ctx context.Context, fn func(text string) error) (*Result, error) {
+	res, err := t.svc.run(ctx, t.provider, t.req, fn)
+	m := &ferry.Message{
+		ID: t.AssistantMessageID, ConversationID: t.ConversationID, Role: ferry.RoleAssistant, Content: res.Text,
+		Model: res.Model, Provider: t.Provider, InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
+		StopReason: res.StopReason, Status: res.Status, LatencyMS: res.Latency.Milliseconds(), FirstTokenMS: res.FirstToken.Milliseconds(),
+	}
+	if res.Status == ferry.StatusFailed {
+		m.Error = publicMessage(err)
+	}
+	// Saved after the client may have gone, so not under its cancellation.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if serr := t.svc.store.AddMessage(sctx, m); serr != nil {
+		t.svc.opts.Log.ErrorContext(ctx, "saving chat turn", "conversation_id", t.ConversationID, "error", serr)
+	}
+	t.svc.LogUsage(ctx, t.principal, t.endpoint, t.Provider, res)
+	return res, err
+}
+
+// Call makes one model call outside any conversation, as the
+// OpenAI-compatible API does: req is sent as it is, and only the usage log
+// records it. It calls fn with each text delta; errors are as for
+// Turn.Stream.
+func (s *Service) Call(ctx context.Context, p *ferry.Principal, endpoint string, provider llm.Provider, req llm.Request, fn func(text string) error) (*Result, error) {
+	res, err := s.run(ctx, provider, req, fn)
+	s.LogUsage(ctx, p, endpoint, provider.Name(), res)
+	return res, err
+}
+
+// run streams req from provider, calling fn with each text delta, and says
+// how the call ended.
+func (s *Service) run(ctx context.Context, provider llm.Provider, req llm.Request, fn func(text string) error) (*Result, error) {
 	start := time.Now()
 	var first time.Duration
 	var text strings.Builder
 	var final llm.Delta
-	uctx, cancel := context.WithTimeout(ctx, t.svc.opts.UpstreamTimeout)
+	uctx, cancel := context.WithTimeout(ctx, s.opts.UpstreamTimeout)
 	defer cancel()
-	err := t.provider.Stream(uctx, t.req, func(d llm.Delta) error {
+	err := provider.Stream(uctx, req, func(d llm.Delta) error {
 		if d.Done {
 			final = d
 			return nil
@@ -180,7 +214,8 @@ func (t *Turn) Stream(ctx context.Context, fn func(text string) error) (*Result,
 		text.WriteString(d.Text)
 		return fn(d.Text)
 	})
-	res := &Result{Text: text.String(), Status: ferry.StatusComplete, StopReason: final.StopReason, Usage: final.Usage, Model: t.Model}
+	res := &Result{Text: text.String(), Status: ferry.StatusComplete, StopReason: final.StopReason, Usage: final.Usage,
+		Model: req.Model, Latency: time.Since(start), FirstToken: first}
 	if final.Model != "" {
 		res.Model = final.Model
 	}
@@ -195,35 +230,27 @@ func (t *Turn) Stream(ctx context.Context, fn func(text string) error) (*Result,
 	}
 	if !final.Done {
 		// The upstream never reported usage (it was cut off): estimate it, so
-		// the usage log does not count an interrupted turn as free.
-		res.Usage = llm.Usage{InputTokens: estimateRequest(t.req), OutputTokens: EstimateTokens(res.Text)}
-	}
-	if serr := t.save(ctx, res, err, time.Since(start), first); serr != nil {
-		t.svc.opts.Log.ErrorContext(ctx, "saving chat turn", "conversation_id", t.ConversationID, "error", serr)
+		// the usage log does not count an interrupted call as free.
+		res.Usage = llm.Usage{InputTokens: estimateRequest(req), OutputTokens: EstimateTokens(res.Text)}
 	}
 	return res, err
 }
 
-// save stores the assistant message and the usage entry. It runs after the
-// client may have gone, so it must not inherit the request's cancellation.
-func (t *Turn) save(ctx context.Context, res *Result, streamErr error, latency, first time.Duration) error {
+// LogUsage writes one usage-log entry for a model call that ended as res.
+// It runs when the client may have left, so it does not inherit ctx's
+// cancellation; a failure is logged, not returned, since the answer has
+// been given.
+func (s *Service) LogUsage(ctx context.Context, p *ferry.Principal, endpoint, provider string, res *Result) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	m := &ferry.Message{
-		ID: t.AssistantMessageID, ConversationID: t.ConversationID, Role: ferry.RoleAssistant, Content: res.Text,
-		Model: res.Model, Provider: t.Provider, InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
-		StopReason: res.StopReason, Status: res.Status, LatencyMS: latency.Milliseconds(), FirstTokenMS: first.Milliseconds(),
-	}
-	if res.Status == ferry.StatusFailed {
-		m.Error = publicMessage(streamErr)
-	}
-	err := t.svc.store.AddMessage(sctx, m)
 	u := &ferry.Usage{
-		ID: auth.NewID(), UserID: t.principal.User.ID, APIKeyID: t.principal.APIKeyID, Endpoint: t.endpoint,
-		Model: res.Model, Provider: t.Provider, InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
-		LatencyMS: latency.Milliseconds(), Status: string(res.Status),
+		ID: auth.NewID(), UserID: p.User.ID, APIKeyID: p.APIKeyID, Endpoint: endpoint, Model: res.Model, Provider: provider,
+		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens, LatencyMS: res.Latency.Milliseconds(),
+		Status: string(res.Status),
 	}
-	return errors.Join(err, t.svc.store.LogUsage(sctx, u))
+	if err := s.store.LogUsage(sctx, u); err != nil {
+		s.opts.Log.ErrorContext(ctx, "writing usage log", "endpoint", endpoint, "error", err)
+	}
 }
 
 // publicMessage is what a failed message records: the client-facing message

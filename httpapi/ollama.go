@@ -413,19 +413,18 @@ func (t *ollamaTally) writeError(w http.ResponseWriter, message string) {
 // logOllama writes the usage log entry of a proxied generation: Ollama's
 // counts from its done line, or an estimate when there was none.
 func (s *server) logOllama(ctx context.Context, call *ollamaCall, t *ollamaTally, status ferry.MessageStatus, latency time.Duration) {
-	u := &ferry.Usage{UserID: call.who.User.ID, APIKeyID: call.who.APIKeyID, Endpoint: call.endpoint, Model: call.model,
-		Provider: llm.Ollama, LatencyMS: latency.Milliseconds(), Status: string(status)}
+	res := &chat.Result{Model: call.model, Status: status, Latency: latency}
 	if t.done {
-		u.InputTokens, u.OutputTokens = t.final.PromptEvalCount, t.final.EvalCount
+		res.Usage = llm.Usage{InputTokens: t.final.PromptEvalCount, OutputTokens: t.final.EvalCount}
 		if t.final.Model != "" {
-			u.Model = t.final.Model
+			res.Model = t.final.Model
 		}
 	} else {
 		// Cut off before Ollama counted: estimate, so that an interrupted
 		// generation is not logged as free.
-		u.InputTokens, u.OutputTokens = estimateOllamaInput(call.fields), t.lines
+		res.Usage = llm.Usage{InputTokens: estimateOllamaInput(call.fields), OutputTokens: t.lines}
 	}
-	s.logUsage(ctx, u)
+	s.svc.Chat.LogUsage(ctx, call.who, call.endpoint, llm.Ollama, res)
 }
 
 // estimateOllamaInput guesses the prompt's tokens from the text fields of

@@ -24,8 +24,6 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
-	"github.com/ferryhq/ferry/auth"
-	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/llm"
 )
 
@@ -306,78 +304,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// completionResult is how a call ended.
-type completionResult struct {
-	text       string
-	stopReason string
-	usage      llm.Usage
-}
-
-// runCompletion sends the call upstream, calling fn with each text delta, and writes
-// the usage log entry however it ends (complete, cancelled when ctx was
-// cancelled, else failed). The error is the provider's, or ctx's when ctx
-// was cancelled.
-func (s *server) runCompletion(ctx context.Context, c *completion, endpoint string, fn func(text string) error) (*completionResult, error) {
-	start := time.Now()
-	uctx, cancel := context.WithTimeout(ctx, s.upstreamTimeout())
-	defer cancel()
-	var text strings.Builder
-	var final llm.Delta
-	err := c.provider.Stream(uctx, c.req, func(d llm.Delta) error {
-		if d.Done {
-			final = d
-			return nil
-		}
-		text.WriteString(d.Text)
-		return fn(d.Text)
-	})
-	res := &completionResult{text: text.String(), stopReason: final.StopReason, usage: final.Usage}
-	status := ferry.StatusComplete
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		status, err = ferry.StatusCancelled, ctx.Err()
-	default:
-		status = ferry.StatusFailed
-	}
-	if !final.Done {
-		// Cut off before the upstream reported usage: estimate it, so the
-		// usage log does not count an interrupted call as free.
-		in := chat.EstimateTokens(c.req.System)
-		for _, m := range c.req.Messages {
-			in += chat.EstimateTokens(m.Content)
-		}
-		res.usage = llm.Usage{InputTokens: in, OutputTokens: chat.EstimateTokens(res.text)}
-	}
-	model := final.Model
-	if model == "" {
-		model = c.req.Model
-	}
-	s.logUsage(ctx, &ferry.Usage{UserID: c.who.User.ID, APIKeyID: c.who.APIKeyID, Endpoint: endpoint, Model: model,
-		Provider: c.provider.Name(), InputTokens: res.usage.InputTokens, OutputTokens: res.usage.OutputTokens,
-		LatencyMS: time.Since(start).Milliseconds(), Status: string(status)})
-	return res, err
-}
-
-func (s *server) upstreamTimeout() time.Duration {
-	if s.svc.UpstreamTimeout > 0 {
-		return s.svc.UpstreamTimeout
-	}
-	return defaultUpstreamTimeout
-}
-
-// logUsage appends u to the usage log. It runs when the client may have
-// left, so it does not inherit the request's cancellation; a failure is
-// logged, not returned, since the answer has been given.
-func (s *server) logUsage(ctx context.Context, u *ferry.Usage) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	u.ID = auth.NewID()
-	if err := s.svc.Store.LogUsage(sctx, u); err != nil {
-		s.log.ErrorContext(ctx, "writing usage log", "request_id", RequestID(ctx), "endpoint", u.Endpoint, "error", err)
-	}
-}
-
 // finishReason maps a provider's stop reason to OpenAI's finish_reason.
 func finishReason(stop string) string {
 	switch stop {
@@ -482,13 +408,13 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 				s.streamCompletion(r, w, c, endpoint)
 			}}, nil
 		}
-		res, err := s.runCompletion(ctx, c, endpoint, func(string) error { return nil })
+		res, err := s.svc.Chat.Call(ctx, c.who, endpoint, c.provider, c.req, func(string) error { return nil })
 		if err != nil {
 			return nil, err
 		}
 		out := chatCompletion{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
-			Choices: []completionChoice{{Message: completionReply{Role: "assistant", Content: res.text}, FinishReason: finishReason(res.stopReason)}},
-			Usage:   newCompletionUsage(res.usage)}
+			Choices: []completionChoice{{Message: completionReply{Role: "assistant", Content: res.Text}, FinishReason: finishReason(res.StopReason)}},
+			Usage:   newCompletionUsage(res.Usage)}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			_, w := humago.Unwrap(hctx)
 			writeJSONStatus(w, http.StatusOK, out)
@@ -510,7 +436,7 @@ func (s *server) streamCompletion(r *http.Request, w http.ResponseWriter, c *com
 		empty := ""
 		return sse.Send(c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
 	}
-	res, err := s.runCompletion(ctx, c, endpoint, func(text string) error {
+	res, err := s.svc.Chat.Call(ctx, c.who, endpoint, c.provider, c.req, func(text string) error {
 		if !began {
 			if err := begin(); err != nil {
 				return err
@@ -538,11 +464,11 @@ func (s *server) streamCompletion(r *http.Request, w http.ResponseWriter, c *com
 	if !began {
 		begin()
 	}
-	finish := finishReason(res.stopReason)
+	finish := finishReason(res.StopReason)
 	sse.Send(c.chunk(chunkDelta{}, &finish))
 	if c.usage {
 		sse.Send(completionChunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
-			Choices: []chunkChoice{}, Usage: newCompletionUsage(res.usage)})
+			Choices: []chunkChoice{}, Usage: newCompletionUsage(res.Usage)})
 	}
 	sse.SendData("[DONE]")
 }

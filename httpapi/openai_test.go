@@ -52,7 +52,7 @@ type gateway struct {
 type gatewayOptions struct {
 	engine    string
 	only      []string      // the providers configured; nil: all
-	timeout   time.Duration // Services.UpstreamTimeout
+	timeout   time.Duration // bounds one model call: chat.Options and Services.UpstreamTimeout
 	ollamaURL string        // where /ollama/* goes; empty: the fake
 	maxBody   int64
 }
@@ -100,7 +100,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	t.Cleanup(drain)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chat.NewService(st, router, chat.Options{}), LLM: router,
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chat.NewService(st, router, chat.Options{UpstreamTimeout: opt.timeout}), LLM: router,
 			OllamaURL: opt.ollamaURL, HTTPClient: hc, UpstreamTimeout: opt.timeout})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
