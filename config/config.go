@@ -184,7 +184,7 @@ func (d *Database) parse(raw string) error {
 	case "postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2":
 		u.Scheme = "postgres"
 		*d = Database{Driver: "postgres", DSN: u.String()}
-	case "sqlite", "sqlite3":
+	case "sqlite", "sqlite3", "sqlite+aiosqlite", "sqlite+pysqlite":
 		// sqlite:///rel/path.db and sqlite:////abs/path.db, as SQLAlchemy
 		// writes them: the path is everything after "sqlite:///".
 		p := strings.TrimPrefix(raw, u.Scheme+"://")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -97,12 +98,21 @@ func writeProblem(w http.ResponseWriter, status int, detail string, header http.
 
 // dropErrorValues removes the offending values huma copies into validation
 // errors: they can be a password, or a whole body with one in it, and the
-// location and message already say what was wrong.
+// location and message already say what was wrong. It also points errors
+// about missing properties at the property.
 func dropErrorValues(_ huma.Context, _ string, v any) (any, error) {
 	if em, ok := v.(*huma.ErrorModel); ok {
 		for _, d := range em.Errors {
-			if d != nil {
-				d.Value = nil
+			if d == nil {
+				continue
+			}
+			d.Value = nil
+			// huma puts a missing property at its parent; name the field
+			// itself, as for every other validation error.
+			if name, ok := strings.CutPrefix(d.Message, "expected required property "); ok {
+				if name, ok = strings.CutSuffix(name, " to be present"); ok {
+					d.Location += "." + name
+				}
 			}
 		}
 	}
