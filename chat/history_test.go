@@ -56,8 +56,8 @@ func TestEstimateTokens(t *testing.T) {
 func TestTitle(t *testing.T) {
 	for in, want := range map[string]string{
 		"  hello   world \nsecond line": "hello world",
-		strings.Repeat("word ", 20):    strings.TrimSpace(strings.Repeat("word ", 12)) + "…",
-		strings.Repeat("字", 70):        strings.Repeat("字", 60) + "…",
+		strings.Repeat("word ", 20):     strings.TrimSpace(strings.Repeat("word ", 12)) + "…",
+		strings.Repeat("字", 70):         strings.Repeat("字", 60) + "…",
 	} {
 		if got := Title(in); got != want {
 			t.Errorf("Title(%q) = %q, want %q", in, got, want)
