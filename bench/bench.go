@@ -16,37 +16,88 @@ import (
 
 // bench is one run: the fake upstream, the Ferry binary, and the settings.
 type bench struct {
-	cfg  *config
-	logf func(format string, a ...any)
-	fake *llmtest.Server
-	bin  string
-	tmp  string
-	want string // the scripted answer, which every stream must carry whole
+	cfg   *options
+	logf  func(format string, a ...any)
+	fake  *llmtest.Server
+	proxy *proxyProc // nil without -floor
+	bin   string
+	tmp   string
+	// deltas and want are the scripted answer, which every stream must
+	// carry whole, and its number of deltas.
+	deltas int
+	want   string
 }
 
-func newBench(ctx context.Context, cfg *config, root string, logf func(string, ...any)) (*bench, error) {
+func newBench(ctx context.Context, cfg *options, root string, logf func(string, ...any)) (*bench, error) {
 	tmp, err := os.MkdirTemp("", "ferry-bench-bin-")
 	if err != nil {
 		return nil, err
 	}
 	b := &bench{cfg: cfg, logf: logf, tmp: tmp, bin: cfg.ferryBin}
-	if b.bin == "" {
+	switch {
+	case cfg.profile != "":
+		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
+		logf("building ./cmd/ferry with the profiling overlay")
+		if b.bin, err = buildProfilingFerry(ctx, root, tmp); err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
+	case b.bin == "":
 		logf("building ./cmd/ferry")
 		if b.bin, err = buildFerry(ctx, root, tmp); err != nil {
 			os.RemoveAll(tmp)
 			return nil, err
 		}
 	}
-	deltas := llmtest.Deltas(cfg.deltas)
-	b.want = strings.Join(deltas, "")
 	b.fake = llmtest.NewServer()
-	b.fake.SetScript(llmtest.Script{Deltas: deltas})
+	b.answer(cfg.deltas)
+	if cfg.floor {
+		if b.proxy, err = startProxy(ctx, b.fake.URL); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
 func (b *bench) close() {
+	if b.proxy != nil {
+		b.proxy.stop()
+	}
 	b.fake.Close()
 	os.RemoveAll(b.tmp)
+}
+
+// answer makes the fake answer every request with n deltas, which every
+// stream must then carry whole.
+func (b *bench) answer(n int) {
+	deltas := llmtest.Deltas(n)
+	b.deltas, b.want = n, strings.Join(deltas, "")
+	b.fake.SetScript(llmtest.Script{Deltas: deltas})
+}
+
+// startFerry starts the Ferry binary on the fake, with the profiling
+// listener when -profile asks for it.
+func (b *bench) startFerry(ctx context.Context, extraEnv ...string) (*ferryProc, error) {
+	extraEnv = append(slices.Clone(b.cfg.ferryEnv), extraEnv...)
+	pprofURL := ""
+	if b.cfg.profile != "" {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		extraEnv = append(extraEnv, "FERRY_BENCH_PPROF="+addr)
+		pprofURL = "http://" + addr
+	}
+	f, err := startFerry(ctx, b.bin, b.fake, b.cfg.logLevel, extraEnv...)
+	if err != nil {
+		return nil, err
+	}
+	f.pprofURL = pprofURL
+	return f, nil
 }
 
 // selected returns the endpoints the flags ask for, in table order.
@@ -56,11 +107,11 @@ func (b *bench) selected() ([]endpoint, error) {
 	}
 	var out []endpoint
 	for _, route := range b.cfg.endpoints {
-		i := slices.IndexFunc(endpoints, func(e endpoint) bool { return e.route == strings.TrimSpace(route) })
-		if i < 0 {
+		e, ok := endpointFor(strings.TrimSpace(route))
+		if !ok {
 			return nil, fmt.Errorf("-endpoints: no endpoint %q", route)
 		}
-		out = append(out, endpoints[i])
+		out = append(out, e)
 	}
 	return out, nil
 }
@@ -70,12 +121,12 @@ func (b *bench) selected() ([]endpoint, error) {
 // against the next.
 func (b *bench) measureAll(ctx context.Context, rep *report) error {
 	start := time.Now()
-	rep.deltas, rep.streams, rep.every = b.cfg.deltas, b.cfg.streams, b.cfg.verifyEvery
+	rep.deltas, rep.streams, rep.every, rep.warmup, rep.floor, rep.memDelay = b.cfg.deltas, b.cfg.streams, b.cfg.verifyEvery, b.cfg.warmup, b.cfg.floor, b.cfg.memDelay
 	eps, err := b.selected()
 	if err != nil {
 		return err
 	}
-	f, err := startFerry(ctx, b.bin, b.fake, b.cfg.logLevel)
+	f, err := b.startFerry(ctx)
 	if err != nil {
 		return err
 	}
@@ -102,18 +153,32 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 				return fmt.Errorf("%s at concurrency %d: %w", ep.route, conc, err)
 			}
 			rep.latency = append(rep.latency, res)
+			if conc != 1 || !b.cfg.fixed || b.cfg.deltas == 1 {
+				continue
+			}
+			b.answer(1)
+			res, err = b.compare(ctx, f, ep, conc)
+			b.answer(b.cfg.deltas)
+			if err != nil {
+				return fmt.Errorf("%s at concurrency %d, one delta: %w", ep.route, conc, err)
+			}
+			rep.latency = append(rep.latency, res)
 		}
 	}
-	f.stop()
+	f.stop() // now, so it does not idle beside the memory runs
 
 	if !b.cfg.skipMemory {
 		for _, ep := range served {
-			if !ep.memory && !b.cfg.memAll && len(b.cfg.endpoints) == 0 {
-				continue
-			}
 			res, err := b.measureMemory(ctx, ep)
 			if err != nil {
 				return fmt.Errorf("%s with %d streams open: %w", ep.route, b.cfg.streams, err)
+			}
+			rep.memory = append(rep.memory, res)
+		}
+		if b.cfg.floor {
+			res, err := b.measureProxyMemory(ctx)
+			if err != nil {
+				return fmt.Errorf("bare proxy with %d streams open: %w", b.cfg.streams, err)
 			}
 			rep.memory = append(rep.memory, res)
 		}
@@ -142,45 +207,67 @@ type latencyResult struct {
 	route           string
 	upstreamPath    string
 	conc            int
+	deltas          int // in the answer
 	upstream, ferry stats
+	proxy           *stats // the bare proxy's, with -floor
+	// ferryCPU is the CPU time (user and system, all threads) Ferry used
+	// per request while its side ran.
+	ferryCPU time.Duration
 }
 
 // compare measures ep at conc: a warm-up of each side, then rounds that
 // alternate which side goes first, so that drift (CPU frequency, GC of the
 // fake, SQLite growth) falls on both alike.
 func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int) (latencyResult, error) {
-	ferryT, upT := ep.targets(f, b.fake)
+	ferryT, upT := ep.ferry(f), ep.upstream(b.fake.URL)
 	cl := newClient(b.want, conc)
 	defer cl.close()
 	deadline := time.Now().Add(b.cfg.phaseTime)
 	n := b.cfg.requests(conc)
-	b.logf("%s at concurrency %d: warm-up, then %d requests each side in %d rounds", ep.route, conc, n, b.cfg.rounds)
+	b.logf("%s at concurrency %d, %d-delta answers: warm-up, then %d requests each side in %d rounds", ep.route, conc, b.deltas, n, b.cfg.rounds)
 
 	for _, t := range []*target{upT, ferryT} {
 		if _, err := cl.run(ctx, t, conc, b.cfg.warmup, 1, deadline); err != nil {
 			return latencyResult{}, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	b.fake.Reset()
 
 	type side struct {
 		t       *target
 		samples []sample
 		wall    time.Duration
 		checked int
+		cpu     time.Duration // Ferry's CPU time during this side's runs
 	}
 	up, fe := &side{t: upT}, &side{t: ferryT}
+	sides := []*side{up, fe}
+	var px *side
+	if b.proxy != nil {
+		px = &side{t: ep.upstream(b.proxy.URL)}
+		sides = []*side{up, px, fe}
+		if _, err := cl.run(ctx, px.t, conc, b.cfg.warmup, 1, deadline); err != nil {
+			return latencyResult{}, fmt.Errorf("warm-up of the bare proxy: %w", err)
+		}
+	}
+	b.fake.Reset()
 	for r := 0; r < b.cfg.rounds && time.Now().Before(deadline); r++ {
 		count := n*(r+1)/b.cfg.rounds - n*r/b.cfg.rounds
-		order := []*side{up, fe}
-		if r%2 == 1 {
-			order = []*side{fe, up}
-		}
+		// Each round starts with a different side.
+		order := append(slices.Clone(sides[r%len(sides):]), sides[:r%len(sides)]...)
 		for _, s := range order {
+			cpu0, err := f.cpu()
+			if err != nil {
+				return latencyResult{}, err
+			}
 			l, err := cl.run(ctx, s.t, conc, count, b.cfg.verifyEvery, deadline)
 			if err != nil {
 				return latencyResult{}, err
 			}
+			cpu1, err := f.cpu()
+			if err != nil {
+				return latencyResult{}, err
+			}
+			s.cpu += cpu1 - cpu0
 			s.samples = append(s.samples, l.samples...)
 			s.wall += l.wall
 			s.checked += l.checked
@@ -191,15 +278,28 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 			return latencyResult{}, err
 		}
 	}
-	if len(up.samples) == 0 || len(fe.samples) == 0 {
-		return latencyResult{}, fmt.Errorf("no request finished within -phase-time %v", b.cfg.phaseTime)
+	for _, s := range sides {
+		if len(s.samples) == 0 {
+			return latencyResult{}, fmt.Errorf("no request finished within -phase-time %v", b.cfg.phaseTime)
+		}
 	}
-	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc,
-		upstream: summarise(up.samples, up.wall, up.checked), ferry: summarise(fe.samples, fe.wall, fe.checked)}
+	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas,
+		upstream: summarise(up.samples, up.wall, up.checked), ferry: summarise(fe.samples, fe.wall, fe.checked),
+		ferryCPU: fe.cpu / time.Duration(len(fe.samples))}
+	if b.cfg.profile != "" && conc == 1 {
+		if err := b.profileCPU(ctx, f, ferryT, ep.route); err != nil {
+			return latencyResult{}, fmt.Errorf("profile: %w", err)
+		}
+	}
+	if px != nil {
+		st := summarise(px.samples, px.wall, px.checked)
+		res.proxy = &st
+		b.logf("  proxy:    first %v/%v last %v/%v, %.0f req/s", st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps)
+	}
 	b.logf("  upstream: first %v/%v last %v/%v, %.0f req/s", res.upstream.first.p50, res.upstream.first.p99,
 		res.upstream.last.p50, res.upstream.last.p99, res.upstream.rps)
-	b.logf("  ferry:    first %v/%v last %v/%v, %.0f req/s", res.ferry.first.p50, res.ferry.first.p99,
-		res.ferry.last.p50, res.ferry.last.p99, res.ferry.rps)
+	b.logf("  ferry:    first %v/%v last %v/%v, %.0f req/s, %v CPU per request", res.ferry.first.p50, res.ferry.first.p99,
+		res.ferry.last.p50, res.ferry.last.p99, res.ferry.rps, res.ferryCPU)
 	return res, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/ferryhq/ferry/llm/llmtest"
 )
 
 // prompt is the user's message in every request; the fake answers it with
@@ -25,7 +23,6 @@ type endpoint struct {
 	ferryText, upstreamText               func([]byte) (string, error)
 	ferryEnd, upstreamEnd                 string // the last event of a complete body contains this
 	sep                                   string // what ends one event of Ferry's stream
-	memory                                bool   // measured with streams held open by default
 }
 
 // endpoints are the routes measured, in report order.
@@ -39,8 +36,7 @@ var endpoints = []endpoint{
 			"Content-Type": {"application/json"}},
 		ferryText: ferryChatText, upstreamText: anthropicText,
 		ferryEnd: `"done":true`, upstreamEnd: `"message_stop"`,
-		sep:    "\n\n",
-		memory: true,
+		sep: "\n\n",
 	},
 	{
 		route:          "/ollama/generate",
@@ -60,24 +56,36 @@ var endpoints = []endpoint{
 		upstreamHeader: http.Header{"Authorization": {"Bearer sk-bench"}, "Content-Type": {"application/json"}},
 		ferryText:      openAIText, upstreamText: openAIText,
 		ferryEnd: "[DONE]", upstreamEnd: "[DONE]",
-		sep:    "\n\n",
-		memory: true,
+		sep: "\n\n",
 	},
 }
 
-// targets returns the endpoint's two sides: through Ferry, and straight
-// to the fake upstream.
-func (e endpoint) targets(f *ferryProc, fake *llmtest.Server) (ferry, upstream *target) {
-	ferry = &target{
+// ferry is the endpoint's request to Ferry f.
+func (e endpoint) ferry(f *ferryProc) *target {
+	return &target{
 		url:    f.URL + e.route,
 		header: http.Header{"Authorization": {"Bearer " + f.Key}, "Content-Type": {"application/json"}},
 		body:   []byte(e.ferryBody), text: e.ferryText, end: []byte(e.ferryEnd), sep: []byte(e.sep),
 	}
-	upstream = &target{
-		url: fake.URL + e.upstreamPath, header: e.upstreamHeader,
+}
+
+// upstream is the same answer asked of the fake directly, at base (the
+// fake's URL, or a proxy in front of it).
+func (e endpoint) upstream(base string) *target {
+	return &target{
+		url: base + e.upstreamPath, header: e.upstreamHeader,
 		body: []byte(e.upstreamBody), text: e.upstreamText, end: []byte(e.upstreamEnd), sep: []byte(e.sep),
 	}
-	return ferry, upstream
+}
+
+// endpointFor returns the row for route.
+func endpointFor(route string) (endpoint, bool) {
+	for _, e := range endpoints {
+		if e.route == route {
+			return e, true
+		}
+	}
+	return endpoint{}, false
 }
 
 // sseData returns the data of each event of a text/event-stream body; every

@@ -10,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +60,8 @@ func buildFerry(ctx context.Context, root, dir string) (string, error) {
 type ferryProc struct {
 	URL string // http://127.0.0.1:port
 	Key string // an API key, sent as the Bearer credential
+	// pprofURL is where the profiling overlay serves, with -profile.
+	pprofURL string
 
 	cmd    *exec.Cmd
 	dir    string
@@ -69,21 +71,19 @@ type ferryProc struct {
 }
 
 // startFerry starts bin and waits until it is ready and has given an API
-// key.
-func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel string) (*ferryProc, error) {
+// key. extraEnv is added to its environment.
+func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel string, extraEnv ...string) (*ferryProc, error) {
 	dir, err := os.MkdirTemp("", "ferry-bench-")
 	if err != nil {
 		return nil, err
 	}
 	// Ferry logs its address only at level info; picking a free port here
 	// lets the benchmark run it at warn, so access logs do not weigh on it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 
 	secret := make([]byte, 16)
 	rand.Read(secret)
@@ -104,6 +104,9 @@ func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel 
 		"OPENAI_BASE_URL=" + fake.OpenAIURL(),
 		"OLLAMA_BASE_URL=" + fake.OllamaURL(),
 	}
+	cmd.Env = append(cmd.Env, extraEnv...)
+	// Ferry ends with this process, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	f := &ferryProc{URL: "http://" + addr, cmd: cmd, dir: dir, out: &tail{max: 64 << 10}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = f.out, f.out
 	if err := cmd.Start(); err != nil {
@@ -211,9 +214,12 @@ func (f *ferryProc) postJSON(ctx context.Context, path, bearer string, in, out a
 // memory is a process's resident set, now and at its peak, in bytes.
 type memory struct{ rss, hwm int64 }
 
-// memory reads Ferry's VmRSS and VmHWM from /proc.
-func (f *ferryProc) memory() (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", f.Pid()))
+// memory reads Ferry's VmRSS and VmHWM.
+func (f *ferryProc) memory() (memory, error) { return procMemory(f.Pid()) }
+
+// procMemory reads a process's VmRSS and VmHWM from /proc.
+func procMemory(pid int) (memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return memory{}, err
 	}
@@ -232,14 +238,68 @@ func (f *ferryProc) memory() (memory, error) {
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		if err != nil {
-			return memory{}, fmt.Errorf("/proc/%d/status: %s: %w", f.Pid(), k, err)
+			return memory{}, fmt.Errorf("/proc/%d/status: %s: %w", pid, k, err)
 		}
 		*dst = kb << 10
 	}
 	if m.rss == 0 {
-		return memory{}, fmt.Errorf("/proc/%d/status has no VmRSS", f.Pid())
+		return memory{}, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 	}
 	return m, nil
+}
+
+// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
+// 100 on every Linux this runs on).
+const clockTick = 10 * time.Millisecond
+
+// cpu reads the CPU time Ferry has used so far, user and system, all
+// threads.
+func (f *ferryProc) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", f.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces; the fields after
+	// it start with the state (field 3); utime and stime are fields 14, 15.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", f.Pid())
+	}
+	var ticks int64
+	for _, v := range fields[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", f.Pid(), err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick, nil
+}
+
+// gcTrace matches a line of GODEBUG=gctrace=1: the heap at the start of a
+// collection, at its end and live, the next goal, and the goroutine stacks.
+var gcTrace = regexp.MustCompile(`(\d+)->(\d+)->(\d+) MB, (\d+) MB goal, (\d+) MB stacks`)
+
+// heap is what Ferry's latest garbage collection reported, in MB, when it
+// runs with GODEBUG=gctrace=1.
+type heap struct {
+	live, goal, stacks int
+	ok                 bool
+}
+
+// lastGC returns the heap figures of the latest gctrace line in Ferry's
+// output.
+func (f *ferryProc) lastGC() heap {
+	m := gcTrace.FindAllStringSubmatch(f.out.String(), -1)
+	if len(m) == 0 {
+		return heap{}
+	}
+	last := m[len(m)-1]
+	live, _ := strconv.Atoi(last[3])
+	goal, _ := strconv.Atoi(last[4])
+	stacks, _ := strconv.Atoi(last[5])
+	return heap{live: live, goal: goal, stacks: stacks, ok: true}
 }
 
 // alive reports an error when Ferry has exited.

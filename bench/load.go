@@ -28,7 +28,7 @@ type target struct {
 // to the first byte of the response body, and to its end.
 type sample struct{ first, last time.Duration }
 
-// client sends the requests of both sides with the same code and the same
+// client sends the requests of every side with the same code and the same
 // transport.
 type client struct {
 	hc   *http.Client
@@ -37,7 +37,9 @@ type client struct {
 
 func newClient(want string, conns int) *client {
 	tr := &http.Transport{
-		MaxIdleConns:        2 * conns,
+		// Every worker keeps its connection to each side between requests:
+		// no limit overall, conns per host.
+		MaxIdleConns:        0,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     5 * time.Minute,
 		// Neither side compresses; this keeps the transport from asking.

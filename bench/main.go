@@ -5,10 +5,18 @@
 //
 // It reports, per endpoint, the latency to the first body byte and to the
 // end of the body (p50, p99) at concurrency 1 and 64, and requests per
-// second, each for the upstream alone and through Ferry; then Ferry's
-// resident memory with 5,000 streams open at once. Ferry runs as a child
-// process built from ./cmd/ferry, so its memory is its own; the fake
-// upstream and the client run in this process. All traffic is on loopback.
+// second, for the upstream alone, through a bare standard-library reverse
+// proxy (the floor: one more HTTP hop) and through Ferry; at concurrency 1
+// also with a one-delta answer, which isolates Ferry's fixed cost per
+// request. Then it holds 5,000 streams open at once through a fresh Ferry
+// per endpoint, and through the bare proxy, and reads their resident
+// memory.
+//
+// Ferry runs as a child process built from ./cmd/ferry, so its memory and
+// CPU time are its own; the bare proxy is this binary run again as a child;
+// the fake upstream and the client run in this process. All traffic is on
+// loopback, every loop is bounded in requests and time, and the command
+// stops by itself.
 //
 // Run it from the module root:
 //
@@ -16,6 +24,7 @@
 //
 // It prints a Markdown report and writes it into BENCHMARKS.md, under the
 // heading "## Streaming overhead (issue 3)" (other sections are kept).
+// -profile DIR also saves Ferry's CPU, heap and goroutine profiles.
 package main
 
 import (
@@ -33,6 +42,13 @@ import (
 )
 
 func main() {
+	if up := os.Getenv(proxyEnv); up != "" {
+		if err := serveProxy(up, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -43,8 +59,8 @@ func main() {
 	}
 }
 
-// config is what the flags set.
-type config struct {
+// options are what the flags set.
+type options struct {
 	endpoints   []string // routes to measure; empty means all
 	deltas      int
 	conc        []int
@@ -54,30 +70,45 @@ type config struct {
 	phaseTime   time.Duration
 	streams     int
 	memDelay    time.Duration
-	memAll      bool
 	skipMemory  bool
+	floor       bool
+	fixed       bool
+	profile     string
+	ferryEnv    []string
 	ferryBin    string
 	logLevel    string
 	out         string
 	timeout     time.Duration
 	verifyEvery int
+	// settle is how long memory readings wait for the process to settle,
+	// and how long the peak readings span; 1 s (the smoke test shortens it).
+	settle time.Duration
 }
 
-func parseFlags(args []string, stderr io.Writer) (*config, error) {
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := &config{}
+	c := &options{settle: time.Second}
 	endpoints := fs.String("endpoints", "", "comma-separated routes to measure, as in /ai/chat/stream (default: all that this Ferry build serves)")
 	fs.IntVar(&c.deltas, "deltas", 100, "text deltas per streamed answer")
 	conc := fs.String("c", "1,64", "concurrency levels")
 	n := fs.String("n", "1:2000,64:5000", "requests per concurrency level, for each of upstream and Ferry (level:count,…; a level not listed gets 2000)")
-	fs.IntVar(&c.rounds, "rounds", 10, "the requests of a level are split into this many rounds, alternating upstream and Ferry to cancel drift")
+	fs.IntVar(&c.rounds, "rounds", 10, "the requests of a level are split into this many rounds, each started by the next side in turn, so that drift falls on every side alike")
 	fs.IntVar(&c.warmup, "warmup", 200, "requests to each side before measuring a level (every one verified)")
 	fs.DurationVar(&c.phaseTime, "phase-time", 90*time.Second, "longest one endpoint at one concurrency level may run; rounds stop early past it")
 	fs.IntVar(&c.streams, "streams", 5000, "streams held open at once for the memory measurement")
 	fs.DurationVar(&c.memDelay, "mem-delay", time.Second, "the fake upstream's pause before each delta while streams are held open")
-	fs.BoolVar(&c.memAll, "mem-all", false, "measure memory on every endpoint, not only /ai/chat/stream and /v1/chat/completions")
 	fs.BoolVar(&c.skipMemory, "skip-memory", false, "skip the memory measurement")
+	fs.BoolVar(&c.fixed, "fixed", true, "also measure each endpoint at concurrency 1 with a one-delta answer: its fixed cost per request, apart from its cost per delta")
+	fs.BoolVar(&c.floor, "floor", true, "also measure a bare standard-library reverse proxy, in its own process, as the floor of one more HTTP hop")
+	fs.StringVar(&c.profile, "profile", "", "directory to save Ferry's CPU profiles (concurrency 1, an extra run per endpoint) and heap and goroutine profiles (streams open) into; builds Ferry with a pprof listener overlaid")
+	fs.Func("ferry-env", "`KEY=VALUE` added to Ferry's environment, for experiments (GOGC=200, GOMAXPROCS=1, …); repeatable", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE")
+		}
+		c.ferryEnv = append(c.ferryEnv, v)
+		return nil
+	})
 	fs.StringVar(&c.ferryBin, "ferry", "", "a Ferry binary to run (default: go build ./cmd/ferry into a temporary directory)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "Ferry's FERRY_LOG_LEVEL (info adds an access log line per request)")
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "file (relative to the module root) to write the results into; empty writes none")
@@ -118,11 +149,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-verify-every must be at least 1")
 	case c.streams < 1:
 		return nil, fmt.Errorf("-streams must be at least 1")
+	case c.profile != "" && c.ferryBin != "":
+		return nil, fmt.Errorf("-profile builds its own Ferry; it cannot be used with -ferry")
 	}
 	return c, nil
 }
 
-func (c *config) requests(conc int) int {
+func (c *options) requests(conc int) int {
 	if v, ok := c.n[conc]; ok {
 		return v
 	}
@@ -142,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := raiseFileLimit(4*cfg.streams + 1024); err != nil {
+	if err := raiseFileLimit(2*cfg.streams + 1024); err != nil {
 		logf("warning: %v", err)
 	}
 
@@ -184,7 +217,8 @@ func command(args []string) string {
 }
 
 // raiseFileLimit lifts RLIMIT_NOFILE to at least want, for this process and
-// the Ferry it starts: every held-open stream is a socket at each end.
+// the Ferry it starts: a held-open stream is two sockets in each process
+// (this one holds the client's and the fake upstream's ends).
 func raiseFileLimit(want int) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

@@ -33,6 +33,9 @@ type report struct {
 	deltas   int
 	streams  int
 	every    int // every k-th measured answer was decoded and compared
+	warmup   int
+	floor    bool // a bare proxy was measured too
+	memDelay time.Duration
 	latency  []latencyResult
 	memory   []memResult
 	skipped  []string // routes this build of Ferry does not serve
@@ -74,6 +77,14 @@ func procField(path, key string) string {
 	return "unknown"
 }
 
+// plural is "1 delta", "100 deltas" and the like.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // ordinal is "answer" for 1, else "16th answer" and the like.
 func ordinal(k int) string {
 	if k == 1 {
@@ -110,13 +121,16 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("%s\n\n", heading)
-	p("What Ferry adds on top of its upstream. The same streamed answer (%d text deltas) is read straight from the fake upstream "+
+	p("What Ferry adds on top of its upstream. The same streamed answer (%s) is read straight from the fake upstream "+
 		"(`llm/llmtest`, protocol-faithful, in the benchmark process) and through Ferry (a child process built from `./cmd/ferry`: "+
 		"SQLite in a fresh data directory, an API key as the Bearer credential, `FERRY_LOG_LEVEL=warn`), by the same client, in the same run; "+
 		"rounds alternate which side goes first. *First byte* is the first byte of the response body, *last byte* the end of it, "+
 		"both timed from just before the request is sent. *Added* is Ferry's percentile minus the upstream's. "+
-		"Every answer is checked to end with its final event, and every %s (and every warm-up one) is decoded and compared with the scripted text. "+
-		"The client, the fake and Ferry share the machine's cores.\n\n", r.deltas, ordinal(r.every))
+		"Every answer is checked to end with its final event, and every %s (and every warm-up one) is decoded and compared with the scripted text.\n\n",
+		plural(r.deltas, "text delta"), ordinal(r.every))
+	p("The client, the fake and Ferry share the machine's cores, and the fake sends its deltas back to back, as fast as it can write them. " +
+		"So at concurrency 64 every side is bounded by the machine, not by the server alone; and Ferry's first byte also waits for the CPU that Ferry " +
+		"and the fake spend on the deltas behind it. The rows with a one-delta answer have no such burst: they show Ferry's fixed cost per request.\n\n")
 	p("Command, from the module root:\n\n    %s\n\n", r.command)
 	m := r.machine
 	p("Machine: %d cores (`nproc` %d, GOMAXPROCS %d), %s, %.1f GiB, Linux %s, %s. Run %s, took %s.\n\n",
@@ -126,44 +140,81 @@ func (r *report) markdown() string {
 		p("Not measured: %s (this build of Ferry answers 404: the route does not exist yet).\n\n", strings.Join(r.skipped, ", "))
 	}
 
-	p("### Targets\n\n| Target | Endpoint | Measured | Result |\n|---|---|---:|---|\n")
+	p("### Targets\n\n")
+	if r.floor {
+		p("*Bare proxy (floor)* is the same figure for a standard-library reverse proxy (`httputil.ReverseProxy`, flushing every read) " +
+			"in its own process between the same client and fake: what one more HTTP hop costs on this machine, before any work.\n\n")
+	}
+	p("| Target | Endpoint | Measured | Bare proxy (floor) | Result |\n|---|---|---:|---:|---|\n")
+	floor := func(pick func(stats) time.Duration, l latencyResult) string {
+		if l.proxy == nil {
+			return "–"
+		}
+		return added(pick(*l.proxy), pick(l.upstream))
+	}
 	for _, l := range r.latency {
 		if l.conc != 1 {
 			continue
 		}
-		a := l.ferry.first.p50 - l.upstream.first.p50
-		p("| Median added latency at concurrency 1 < 0.2 ms: first byte | %s | %s | %s |\n", l.route, added(l.ferry.first.p50, l.upstream.first.p50), verdict(a < targetAdded))
-		a = l.ferry.last.p50 - l.upstream.last.p50
-		p("| Median added latency at concurrency 1 < 0.2 ms: last byte | %s | %s | %s |\n", l.route, added(l.ferry.last.p50, l.upstream.last.p50), verdict(a < targetAdded))
+		first := func(s stats) time.Duration { return s.first.p50 }
+		last := func(s stats) time.Duration { return s.last.p50 }
+		for _, c := range []struct {
+			what string
+			pick func(stats) time.Duration
+		}{{"first byte", first}, {"last byte", last}} {
+			a := c.pick(l.ferry) - c.pick(l.upstream)
+			p("| Median added latency at concurrency 1 < 0.2 ms: %s, %s | %s | %s | %s | %s |\n", c.what, plural(l.deltas, "delta"), l.route,
+				added(c.pick(l.ferry), c.pick(l.upstream)), floor(c.pick, l), verdict(a < targetAdded))
+		}
+	}
+	var floorRSS string
+	for _, mr := range r.memory {
+		if mr.floor {
+			floorRSS = fmt.Sprintf("%.1f MB", mb(mr.open.rss))
+		}
 	}
 	for _, mr := range r.memory {
-		if mr.streams < targetStreams {
-			p("| 5,000 open streams < 200 MB | %s | %d streams only: %.1f MB | not measured at 5,000 |\n", mr.route, mr.streams, mb(mr.open.rss))
-			continue
+		switch {
+		case mr.floor:
+		case mr.streams < targetStreams:
+			p("| 5,000 open streams < 200 MB | %s | %d streams only: %.1f MB | %s | not measured at 5,000 |\n", mr.route, mr.streams, mb(mr.open.rss), floorRSS)
+		default:
+			ok := mr.opened >= targetStreams && mr.open.rss < targetRSS
+			p("| 5,000 open streams < 200 MB | %s | %.1f MB with %d open | %s | %s |\n", mr.route, mb(mr.open.rss), mr.opened, floorRSS, verdict(ok))
 		}
-		ok := mr.opened >= targetStreams && mr.open.rss < targetRSS
-		p("| 5,000 open streams < 200 MB | %s | %.1f MB with %d open | %s |\n", mr.route, mb(mr.open.rss), mr.opened, verdict(ok))
 	}
 
-	p("\n### Latency\n\nUpstream is the fake's own endpoint named in brackets; n counts the measured requests per side (after %s).\n\n", "a warm-up")
-	p("| Endpoint | Conc. | Side | n | Req/s | First byte p50 | First byte p99 | Last byte p50 | Last byte p99 |\n")
-	p("|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	p("\n### Latency\n\nUpstream is the fake's own endpoint named in brackets; n counts the measured requests per side, after a warm-up of %d each. "+
+		"Ferry's CPU per request is its user and system time (all threads, from /proc/<pid>/stat, 10 ms ticks) while its side ran, divided by the requests.\n\n", r.warmup)
+	p("| Endpoint | Conc. | Side | n | Req/s | First byte p50 | First byte p99 | Last byte p50 | Last byte p99 | Ferry CPU per request |\n")
+	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range r.latency {
 		u, f := l.upstream, l.ferry
-		p("| %s (vs %s) | %d | upstream | %d | %.0f | %s | %s | %s | %s |\n", l.route, l.upstreamPath, l.conc, u.n, u.rps,
+		p("| %s (vs %s), %s | %d | upstream | %d | %.0f | %s | %s | %s | %s | |\n", l.route, l.upstreamPath, plural(l.deltas, "delta"), l.conc, u.n, u.rps,
 			ms(u.first.p50), ms(u.first.p99), ms(u.last.p50), ms(u.last.p99))
-		p("| | | Ferry | %d | %.0f | %s | %s | %s | %s |\n", f.n, f.rps, ms(f.first.p50), ms(f.first.p99), ms(f.last.p50), ms(f.last.p99))
-		p("| | | **added** | | %+.0f%% | **%s** | %s | **%s** | %s |\n", (f.rps/u.rps-1)*100,
+		if x := l.proxy; x != nil {
+			p("| | | bare proxy | %d | %.0f | %s | %s | %s | %s | |\n", x.n, x.rps, ms(x.first.p50), ms(x.first.p99), ms(x.last.p50), ms(x.last.p99))
+		}
+		p("| | | Ferry | %d | %.0f | %s | %s | %s | %s | %s |\n", f.n, f.rps, ms(f.first.p50), ms(f.first.p99), ms(f.last.p50), ms(f.last.p99), ms(l.ferryCPU))
+		p("| | | **added by Ferry** | | %+.0f%% | **%s** | %s | **%s** | %s | |\n", (f.rps/u.rps-1)*100,
 			added(f.first.p50, u.first.p50), added(f.first.p99, u.first.p99), added(f.last.p50, u.last.p50), added(f.last.p99, u.last.p99))
+		if x := l.proxy; x != nil {
+			p("| | | added by a bare proxy | | %+.0f%% | %s | %s | %s | %s | |\n", (x.rps/u.rps-1)*100,
+				added(x.first.p50, u.first.p50), added(x.first.p99, u.first.p99), added(x.last.p50, u.last.p50), added(x.last.p99, u.last.p99))
+		}
 	}
 
 	if len(r.memory) > 0 {
 		p("\n### Memory with %d streams open at once\n\n", r.streams)
-		p("Ferry's resident memory (VmRSS, VmHWM from /proc) in a fresh process per endpoint, warmed up with 200 requests; the fake " +
-			"pauses before each delta, so the streams stay open and keep receiving deltas while the memory is read. " +
-			"Then every client leaves: Ferry must end each upstream request and keep serving.\n\n")
-		p("| Endpoint | Opened | Ramp | RSS idle | RSS open | Per stream | Peak (HWM) | RSS after | Upstream ended by Ferry | Healthy after |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		p("Resident memory (VmRSS, VmHWM from /proc) of a fresh Ferry per endpoint (and of a fresh bare proxy), warmed up with %d requests; the fake "+
+			"pauses %v before each delta, so the streams stay open and keep receiving deltas while the memory is read. "+
+			"Live heap, heap goal and stacks in use are from Ferry's last garbage collection before the reading (`GODEBUG=gctrace=1`, set for these runs only); "+
+			"the stacks allocated are larger (see `-profile`). "+
+			"Then every client leaves: the server must end each upstream request and keep serving. "+
+			"Ferry's idle figure still holds pages of the Argon2id hashing done at start (the admin at start and the login, 19 MiB each) that Go has not yet returned to the kernel, "+
+			"so *per stream* ((open − idle) / opened) is a slight underestimate; the peak (HWM) includes that hashing too.\n\n", r.warmup, r.memDelay)
+		p("| Server | Opened | Ramp | RSS idle | RSS open | Per stream | Live heap | Heap goal | Stacks in use | Peak (HWM) | RSS after | Upstream requests ended | Healthy after |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, mr := range r.memory {
 			per := 0.0
 			if mr.opened > 0 {
@@ -174,11 +225,41 @@ func (r *report) markdown() string {
 				healthy = "no: " + mr.healthy.Error()
 			}
 			ended := fmt.Sprintf("%d of %d", mr.cancelled, mr.cancelled+mr.unended)
-			p("| %s | %d of %d | %.1f s | %.1f MB | %.1f MB | %.1f KB | %.1f MB | %.1f MB | %s | %s |\n", mr.route, mr.opened, mr.streams,
-				mr.ramp.Seconds(), mb(mr.idle.rss), mb(mr.open.rss), per, mb(mr.open.hwm), mb(mr.after.rss), ended, healthy)
+			gc := func(v int) string {
+				if !mr.gc.ok {
+					return "–"
+				}
+				return fmt.Sprintf("%d MB", v)
+			}
+			p("| %s | %d of %d | %.1f s | %.1f MB | %.1f MB | %.1f KB | %s | %s | %s | %.1f MB | %.1f MB | %s | %s |\n", mr.route, mr.opened, mr.streams,
+				mr.ramp.Seconds(), mb(mr.idle.rss), mb(mr.open.rss), per, gc(mr.gc.live), gc(mr.gc.goal), gc(mr.gc.stacks),
+				mb(mr.open.hwm), mb(mr.after.rss), ended, healthy)
 		}
 	}
-	p("\n")
+	var profiled []memResult
+	for _, mr := range r.memory {
+		if mr.runtime.ok {
+			profiled = append(profiled, mr)
+		}
+	}
+	if len(profiled) > 0 {
+		p("\n### Where the memory goes (`-profile`)\n\n")
+		p("The Go runtime's own account (runtime/metrics) with the streams open, per open stream: before a forced collection, " +
+			"and (heap objects) after it, which is what the streams hold live. Heap profiles are in the -profile directory.\n\n")
+		p("| Endpoint | Goroutines per stream | Heap objects | Live heap objects | Heap unused and free | Stacks | Runtime metadata |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, mr := range profiled {
+			rm, n := mr.runtime, float64(max(mr.opened, 1))
+			kb := func(v int64) string { return fmt.Sprintf("%.1f KB", float64(v)/n/1024) }
+			p("| %s | %.2f | %s | %s | %s | %s | %s |\n", mr.route, float64(rm.goroutines)/n, kb(rm.heapObjects),
+				kb(mr.collected.heapObjects), kb(rm.heapUnused+rm.heapFree), kb(rm.stacks+rm.osStacks), kb(rm.metadata))
+		}
+	}
+	p("\nTo see where the time and memory go: `go run ./bench -profile DIR` also saves Ferry's CPU profile per endpoint " +
+		"(concurrency 1, an extra run after the measured ones) and heap and goroutine profiles with the streams open, " +
+		"from a Ferry built with a pprof listener overlaid (`go build -overlay`; the tree is untouched); " +
+		"`go test ./bench -run '^$' -bench . -benchtime 2000x` times the pieces of a chat request one by one " +
+		"(API-key check, the writes before and after the upstream call, the SDK adapters against plain HTTP).\n\n")
 	return b.String()
 }
 
@@ -212,6 +293,10 @@ func writeSection(path, md string) error {
 			break
 		}
 	}
-	s := strings.Join(lines[:start], "") + md + strings.Join(lines[end:], "")
+	rest := strings.Join(lines[end:], "")
+	if rest != "" {
+		md = strings.TrimRight(md, "\n") + "\n\n"
+	}
+	s := strings.Join(lines[:start], "") + md + rest
 	return os.WriteFile(path, []byte(s), 0o644)
 }

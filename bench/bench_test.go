@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/llm/llmtest"
+)
+
+// TestMain lets the test binary serve as the bare proxy, as the bench
+// command does, when startProxy runs it.
+func TestMain(m *testing.M) {
+	if up := os.Getenv(proxyEnv); up != "" {
+		if err := serveProxy(up, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestUpstreamTargets runs the client on every endpoint's upstream side: the
+// fake's answer must be read whole and decode to the scripted text.
+func TestUpstreamTargets(t *testing.T) {
+	fake := llmtest.Start(t)
+	deltas := llmtest.Deltas(20)
+	fake.SetScript(llmtest.Script{Deltas: deltas, Fragment: true})
+	cl := newClient(strings.Join(deltas, ""), 2)
+	defer cl.close()
+	for _, ep := range endpoints {
+		t.Run(ep.route, func(t *testing.T) {
+			l, err := cl.run(context.Background(), ep.upstream(fake.URL), 2, 6, 1, time.Now().Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l.samples) != 6 || l.checked != 6 {
+				t.Fatalf("%d samples, %d checked; want 6 of each", len(l.samples), l.checked)
+			}
+			for _, s := range l.samples {
+				if s.first <= 0 || s.last < s.first {
+					t.Errorf("sample %+v: want 0 < first <= last", s)
+				}
+			}
+		})
+	}
+}
+
+// TestParsersRejectCutStreams checks that a stream without its final event
+// does not pass as complete.
+func TestParsersRejectCutStreams(t *testing.T) {
+	for name, tc := range map[string]struct {
+		text func([]byte) (string, error)
+		body string
+	}{
+		"ferry chat":        {ferryChatText, "data: {\"text\":\"a\"}\n\n"},
+		"anthropic":         {anthropicText, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}\n\n"},
+		"openai":            {openAIText, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"},
+		"ollama":            {ollamaText, "{\"response\":\"a\",\"done\":false}\n"},
+		"ferry error event": {ferryChatText, "data: {\"text\":\"a\"}\n\ndata: {\"error\":{\"code\":\"upstream\"}}\n\ndata: {\"done\":true}\n\n"},
+	} {
+		if text, err := tc.text([]byte(tc.body)); err == nil {
+			t.Errorf("%s: %q passed as complete (%q)", name, tc.body, text)
+		}
+	}
+}
+
+func TestWriteSectionKeepsOtherSections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	other := "# Benchmarks\n\n## Auth and startup\n\nkept\n"
+	if err := os.WriteFile(path, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []string{"first", "second"} {
+		if err := writeSection(path, heading+"\n\n"+run+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, append(must(os.ReadFile(path)), "\n## Later section\n\nalso kept\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSection(path, heading+"\n\nthird\n"); err != nil {
+		t.Fatal(err)
+	}
+	got := string(must(os.ReadFile(path)))
+	want := other + "\n" + heading + "\n\nthird\n\n## Later section\n\nalso kept\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestHarnessSmoke runs the whole harness on a real Ferry for a handful of
+// requests and streams. It checks that the outputs are sane, not how fast
+// anything is. It builds ./cmd/ferry, so -short skips it.
+func TestHarnessSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ./cmd/ferry")
+	}
+	ctx := context.Background()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseFlags([]string{"-c", "1,2", "-n", "1:4,2:4", "-rounds", "2", "-warmup", "2", "-deltas", "20",
+		"-streams", "20", "-mem-delay", "200ms", "-out", ""}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.settle = 100 * time.Millisecond
+	b, err := newBench(ctx, cfg, root, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	rep := &report{command: command(nil), machine: describeMachine(), started: time.Now()}
+	if err := b.measureAll(ctx, rep); err != nil {
+		t.Fatal(err)
+	}
+
+	// Concurrency 1 and 2, and concurrency 1 with one-delta answers.
+	if len(rep.latency) != 3*(len(endpoints)-len(rep.skipped)) || len(rep.latency) == 0 {
+		t.Fatalf("%d latency results for %d endpoints (%v skipped)", len(rep.latency), len(endpoints), rep.skipped)
+	}
+	for _, l := range rep.latency {
+		for side, s := range map[string]*stats{"upstream": &l.upstream, "ferry": &l.ferry, "bare proxy": l.proxy} {
+			if s == nil || s.n != 4 || s.checked == 0 || s.rps <= 0 || s.first.p50 <= 0 || s.last.p50 < s.first.p50 || s.last.p99 < s.last.p50 {
+				t.Errorf("%s at %d, %s: %+v", l.route, l.conc, side, s)
+			}
+		}
+	}
+	if len(rep.memory) != len(endpoints)-len(rep.skipped)+1 {
+		t.Fatalf("%d memory results", len(rep.memory))
+	}
+	for _, m := range rep.memory {
+		if m.opened != 20 || m.upstreamOpen != 20 || m.open.rss <= 0 || m.unended != 0 || m.cancelled != 20 || m.healthy != nil {
+			t.Errorf("%s: %+v", m.route, m)
+		}
+	}
+	md := rep.markdown()
+	for _, want := range append([]string{heading, "### Targets", "### Latency", "### Memory"}, rep.latency[0].route) {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report has no %q", want)
+		}
+	}
+}
