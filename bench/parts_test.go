@@ -133,7 +133,7 @@ func BenchmarkSave(b *testing.B) {
 		m := &ferry.Message{ID: auth.NewID(), ConversationID: turn.ConversationID, Role: ferry.RoleAssistant, Content: answer,
 			Model: turn.Model, Provider: turn.Provider, InputTokens: 10, OutputTokens: 100, StopReason: "end_turn",
 			Status: ferry.StatusComplete, LatencyMS: 2, FirstTokenMS: 1}
-		if err := ps.store.AddMessage(ctx, m); err != nil {
+		if err := ps.store.AddMessage(ctx, m, nil); err != nil {
 			b.Fatal(err)
 		}
 		u := &ferry.Usage{ID: auth.NewID(), UserID: ps.principal.User.ID, APIKeyID: ps.principal.APIKeyID, Endpoint: "/ai/chat/stream",

@@ -100,21 +100,6 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	if err != nil {
 		return nil, err
 	}
-	var conv *ferry.Conversation
-	var history []*ferry.Message
-	if req.ConversationID != "" {
-		if conv, err = s.store.Conversation(ctx, p.User.ID, req.ConversationID); err != nil {
-			return nil, err
-		}
-		if history, err = s.store.Messages(ctx, conv.ID); err != nil {
-			return nil, err
-		}
-	} else {
-		conv = &ferry.Conversation{ID: auth.NewID(), UserID: p.User.ID, Title: Title(msg), Model: req.Model}
-		if err := s.store.CreateConversation(ctx, conv); err != nil {
-			return nil, err
-		}
-	}
 	system := req.SystemPrompt
 	if system == "" {
 		system = s.opts.SystemPrompt
@@ -125,9 +110,26 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	}
 	// The user's words are stored before any model is asked, so a turn that
 	// fails later still keeps them.
-	user := &ferry.Message{ID: auth.NewID(), ConversationID: conv.ID, Role: ferry.RoleUserMsg, Content: req.Message, Status: ferry.StatusComplete}
-	if err := s.store.AddMessage(ctx, user); err != nil {
-		return nil, err
+	user := &ferry.Message{ID: auth.NewID(), Role: ferry.RoleUserMsg, Content: req.Message, Status: ferry.StatusComplete}
+	var conv *ferry.Conversation
+	var history []*ferry.Message
+	if req.ConversationID != "" {
+		if conv, err = s.store.Conversation(ctx, p.User.ID, req.ConversationID); err != nil {
+			return nil, err
+		}
+		if history, err = s.store.Messages(ctx, conv.ID); err != nil {
+			return nil, err
+		}
+		user.ConversationID = conv.ID
+		if err := s.store.AddMessage(ctx, user, nil); err != nil {
+			return nil, err
+		}
+	} else {
+		conv = &ferry.Conversation{ID: auth.NewID(), UserID: p.User.ID, Title: Title(msg), Model: req.Model}
+		user.ConversationID = conv.ID
+		if err := s.store.StartConversation(ctx, conv, user); err != nil {
+			return nil, err
+		}
 	}
 	return &Turn{
 		ConversationID:     conv.ID,
@@ -174,13 +176,13 @@ func (t *Turn) Stream(ctx context.Context, fn func(text string) error) (*Result,
 	if res.Status == ferry.StatusFailed {
 		m.Error = publicMessage(err)
 	}
-	// Saved after the client may have gone, so not under its cancellation.
+	// Saved after the client may have gone, so not under its cancellation;
+	// the answer and its usage entry share one commit.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if serr := t.svc.store.AddMessage(sctx, m); serr != nil {
+	if serr := t.svc.store.AddMessage(sctx, m, usageEntry(t.principal, t.endpoint, t.Provider, res)); serr != nil {
 		t.svc.opts.Log.ErrorContext(ctx, "saving chat turn", "conversation_id", t.ConversationID, "error", serr)
 	}
-	t.svc.LogUsage(ctx, t.principal, t.endpoint, t.Provider, res)
 	return res, err
 }
 
@@ -243,13 +245,16 @@ func (s *Service) run(ctx context.Context, provider llm.Provider, req llm.Reques
 func (s *Service) LogUsage(ctx context.Context, p *ferry.Principal, endpoint, provider string, res *Result) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	u := &ferry.Usage{
+	if err := s.store.LogUsage(sctx, usageEntry(p, endpoint, provider, res)); err != nil {
+		s.opts.Log.ErrorContext(ctx, "writing usage log", "endpoint", endpoint, "error", err)
+	}
+}
+
+func usageEntry(p *ferry.Principal, endpoint, provider string, res *Result) *ferry.Usage {
+	return &ferry.Usage{
 		ID: auth.NewID(), UserID: p.User.ID, APIKeyID: p.APIKeyID, Endpoint: endpoint, Model: res.Model, Provider: provider,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens, LatencyMS: res.Latency.Milliseconds(),
 		Status: string(res.Status),
-	}
-	if err := s.store.LogUsage(sctx, u); err != nil {
-		s.opts.Log.ErrorContext(ctx, "writing usage log", "endpoint", endpoint, "error", err)
 	}
 }
 

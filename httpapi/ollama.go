@@ -296,7 +296,9 @@ var errClientGone = errors.New("client gone")
 // fails, or src's error.
 func relayOllama(w http.ResponseWriter, src io.Reader, tally *ollamaTally) error {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	// A line of Ollama's stream is a token and some metadata, well under
+	// 4 KiB; a larger buffer only costs memory per open stream.
+	buf := make([]byte, 4<<10)
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
@@ -381,6 +383,13 @@ func (t *ollamaTally) end() {
 func (t *ollamaTally) parse(line []byte) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
+		return
+	}
+	// Only the done line and an error line say anything the usage log needs;
+	// decoding every token line would be most of the proxy's work.
+	if !bytes.Contains(line, []byte(`"done":true`)) && !bytes.Contains(line, []byte(`"done": true`)) &&
+		!bytes.Contains(line, []byte(`"error"`)) {
+		t.lines++
 		return
 	}
 	var l ollamaLine

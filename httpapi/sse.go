@@ -28,6 +28,7 @@ type sseWriter struct {
 	closed    bool
 	nextID    int
 	buf       bytes.Buffer
+	enc       *json.Encoder // writes to buf
 	interval  time.Duration
 	keepalive *time.Timer
 }
@@ -36,6 +37,8 @@ type sseWriter struct {
 // silence; 0 disables it.
 func newSSE(w http.ResponseWriter, interval time.Duration) *sseWriter {
 	s := &sseWriter{w: w, rc: http.NewResponseController(w), interval: interval}
+	s.enc = json.NewEncoder(&s.buf)
+	s.enc.SetEscapeHTML(false)
 	if interval > 0 {
 		// Hold mu while arming, so the timer's first run sees the field set.
 		s.mu.Lock()
@@ -88,9 +91,7 @@ func (s *sseWriter) Send(v any) error {
 	s.buf.WriteString("id: ")
 	s.buf.WriteString(strconv.Itoa(s.nextID))
 	s.buf.WriteString("\ndata: ")
-	enc := json.NewEncoder(&s.buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil { // Encode ends with the line's \n
+	if err := s.enc.Encode(v); err != nil { // Encode ends with the line's \n
 		return err
 	}
 	s.buf.WriteByte('\n')

@@ -95,26 +95,56 @@ func (s *Store) Messages(ctx context.Context, conversationID string) ([]*ferry.M
 	return list, rows.Err()
 }
 
+// StartConversation stores a new conversation c with its first message m
+// in one transaction: a turn's one write before the model is asked.
+func (s *Store) StartConversation(ctx context.Context, c *ferry.Conversation, m *ferry.Message) error {
+	now := time.Now().UTC()
+	c.CreatedAt, c.UpdatedAt = now, now
+	m.CreatedAt = now
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO conversations (`+conversationColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+			c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt); err != nil {
+			return err
+		}
+		return insertMessage(ctx, tx, m)
+	})
+}
+
 // AddMessage stores m (setting CreatedAt unless set) and marks its
-// conversation as active now.
-func (s *Store) AddMessage(ctx context.Context, m *ferry.Message) error {
+// conversation as active now. When u is not nil, the usage-log entry of
+// the call that produced m is written in the same transaction.
+func (s *Store) AddMessage(ctx context.Context, m *ferry.Message, u *ferry.Usage) error {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.Now().UTC()
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-			m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt); err != nil {
+		if err := insertMessage(ctx, tx, m); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE conversations SET updated_at = $1 WHERE id = $2`, m.CreatedAt, m.ConversationID)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET updated_at = $1 WHERE id = $2`, m.CreatedAt, m.ConversationID); err != nil {
+			return err
+		}
+		if u == nil {
+			return nil
+		}
+		return insertUsage(ctx, tx, u)
 	})
+}
+
+func insertMessage(ctx context.Context, tx *sql.Tx, m *ferry.Message) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
+		m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt)
+	return err
 }
 
 // LogUsage appends one entry to the usage log.
 func (s *Store) LogUsage(ctx context.Context, u *ferry.Usage) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return insertUsage(ctx, tx, u) })
+}
+
+func insertUsage(ctx context.Context, tx *sql.Tx, u *ferry.Usage) error {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = time.Now().UTC()
 	}
@@ -122,7 +152,7 @@ func (s *Store) LogUsage(ctx context.Context, u *ferry.Usage) error {
 	if u.UserID != "" {
 		userID = u.UserID
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
+	_, err := tx.ExecContext(ctx, `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
 		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider, u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt)
 	return err
