@@ -3,94 +3,33 @@ package httpapi_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry"
-	"github.com/ferryhq/ferry/auth"
-	"github.com/ferryhq/ferry/chat"
-	"github.com/ferryhq/ferry/httpapi"
-	"github.com/ferryhq/ferry/limit"
-	"github.com/ferryhq/ferry/llm"
-	"github.com/ferryhq/ferry/llm/anthropic"
 	"github.com/ferryhq/ferry/llm/llmtest"
-	"github.com/ferryhq/ferry/llm/ollama"
-	"github.com/ferryhq/ferry/llm/openai"
-	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/storetest"
 )
 
-// chatEnv is a real Ferry over real TCP, with every provider pointed at one
-// protocol-faithful fake upstream.
+// chatEnv is a gateway with a second user, whose objects the first must
+// not reach.
 type chatEnv struct {
-	url      string
-	fake     *llmtest.Server
-	store    *store.Store
-	auth     *auth.Service
-	token    string // an access token of user "a"
-	other    string // an access token of user "b"
-	userID   string
-	drain    context.CancelFunc
-	upstream *http.Client
+	*gateway
+	other string // an access token of user "b"
 }
 
 // newChatEnv starts the environment; only, when given, names the providers
 // that are configured.
 func newChatEnv(t *testing.T, engine string, keepalive time.Duration, only ...string) *chatEnv {
 	t.Helper()
-	fake := llmtest.Start(t)
-	st := storetest.Open(t, engine)
-	secret := make([]byte, auth.MinSecretKeyLen)
-	rand.Read(secret)
-	tokens, err := auth.NewTokens(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authSvc := auth.NewService(st, tokens, limit.NewMemoryFailures(limit.Policy{}, nil),
-		auth.ServiceOptions{Hasher: auth.Hasher{Params: auth.TestPasswordParams}})
-
-	hc := &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(hc.CloseIdleConnections)
-	// Retries without waiting: the tests check that they happen, not how long
-	// the backoff is.
-	policy := llm.RetryPolicy{Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
-	all := []llm.Provider{
-		anthropic.New(anthropic.Config{APIKey: "sk-ant-test", BaseURL: fake.AnthropicURL(), HTTPClient: hc}),
-		openai.New(openai.Config{APIKey: "sk-test", BaseURL: fake.OpenAIURL(), HTTPClient: hc}),
-		ollama.New(ollama.Config{BaseURL: fake.OllamaURL(), HTTPClient: hc}),
-	}
-	var configured []llm.Provider
-	for _, p := range all {
-		if len(only) == 0 || slices.Contains(only, p.Name()) {
-			configured = append(configured, llm.WithRetry(p, policy))
-		}
-	}
-	router, err := llm.NewRouter("", configured...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: "be brief", ContextTokens: 1000})
-	draining, drain := context.WithCancel(context.Background())
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: 1 << 20, Draining: draining, Keepalive: keepalive},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	t.Cleanup(drain)
-
-	env := &chatEnv{url: srv.URL, fake: fake, store: st, auth: authSvc, drain: drain, upstream: hc}
-	env.token, env.userID = env.signIn(t, "a@example.com")
-	env.other, _ = env.signIn(t, "b@example.com")
-	return env
+	e := &chatEnv{gateway: newGateway(t, gatewayOptions{engine: engine, keepalive: keepalive, only: only})}
+	e.other, _ = e.signIn(t, "b@example.com")
+	return e
 }
 
 func (e *chatEnv) signIn(t *testing.T, email string) (token, userID string) {
