@@ -35,7 +35,7 @@ type gateway struct {
 	userID string
 	key    string // a Ferry API key, fk_…
 	keyID  string
-	token  string // an access token of the same user
+	token  string             // an access token of the same user
 	drain  context.CancelFunc // starts the server's shutdown drain
 	auth   *auth.Service
 	// upstream is the client Ferry reaches the fake with.
@@ -121,4 +121,3 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	return &gateway{url: srv.URL, fake: fake, store: st, userID: u.ID, key: key, keyID: k.ID, token: pair.AccessToken, drain: drain,
 		auth: authSvc, upstream: hc}
 }
-
