@@ -2,29 +2,38 @@ package httpapi
 
 import (
 	"context"
-	"net/http"
 	"time"
 
+	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/store"
 )
 
-// handleHealthz answers while the process is alive.
-func handleHealthz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Write([]byte(`{"status":"ok"}`))
+type healthOutput struct {
+	Body struct {
+		Status string `json:"status" example:"ok"`
+	}
 }
 
-// handleReadyz answers 200 when the database answers, 503 otherwise, so a
+// handleHealthz answers while the process is alive.
+func handleHealthz() func(context.Context, *struct{}) (*healthOutput, error) {
+	return func(context.Context, *struct{}) (*healthOutput, error) {
+		out := &healthOutput{}
+		out.Body.Status = "ok"
+		return out, nil
+	}
+}
+
+// handleReadyz answers 200 when the database answers and 503 otherwise, so a
 // load balancer sends traffic only to instances that can serve it.
-func handleReadyz(st *store.Store) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+func handleReadyz(st *store.Store) func(context.Context, *struct{}) (*healthOutput, error) {
+	return func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
-			writeProblem(w, http.StatusServiceUnavailable, "database is not reachable", nil)
-			return
+			return nil, &ferry.Error{Code: ferry.Unavailable, Message: "database is not reachable", Err: err}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"ready"}`))
+		out := &healthOutput{}
+		out.Body.Status = "ready"
+		return out, nil
 	}
 }

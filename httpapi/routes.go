@@ -38,8 +38,10 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/docs", http.StatusFound)
 	})
-	mux.HandleFunc("GET /healthz", handleHealthz)
-	mux.HandleFunc("GET /readyz", handleReadyz(s.svc.Store))
+	register(s, huma.Operation{OperationID: "healthz", Method: "GET", Path: "/healthz", Tags: []string{"health"},
+		Summary: "The process is alive"}, handleHealthz())
+	register(s, huma.Operation{OperationID: "readyz", Method: "GET", Path: "/readyz", Tags: []string{"health"},
+		Summary: "The database answers (503 when it does not)"}, handleReadyz(s.svc.Store))
 
 	a := s.svc.Auth
 	register(s, huma.Operation{OperationID: "register", Method: "POST", Path: "/auth/register", Tags: []string{"auth"},
