@@ -629,3 +629,45 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestInstancesShareRevocation runs two instances on one PostgreSQL database
+// and one Redis, as behind a load balancer: a user disabled through one
+// instance is refused at once by the other, which had their credentials
+// cached.
+func TestInstancesShareRevocation(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("FERRY_TEST_DATABASE_URL") == "" || os.Getenv("FERRY_TEST_REDIS_URL") == "" {
+		t.Skip("FERRY_TEST_DATABASE_URL and FERRY_TEST_REDIS_URL not both set: skipping the two-instance test")
+	}
+	env := engineEnv(t, "postgres")
+	env.vars["FERRY_ADMIN_EMAIL"] = "root@example.com"
+	env.vars["FERRY_ADMIN_PASSWORD"] = "root password"
+	a := start(t, env, "--addr", "127.0.0.1:0")
+	a.waitReady(t)
+	b := start(t, env, "--addr", "127.0.0.1:0")
+	b.waitReady(t)
+
+	access, _ := a.signUp(t, "shared@example.com", "password123")
+	key := a.must(t, http.StatusCreated, "POST", "/auth/api-keys", access, map[string]string{"name": "k"})["key"].(string)
+	me := b.must(t, http.StatusOK, "GET", "/users/me", access, nil)
+	b.must(t, http.StatusOK, "GET", "/users/me", key, nil) // both now cached on b
+
+	admin, _ := a.login(t, "root@example.com", "root password")
+	a.must(t, http.StatusOK, "PATCH", "/users/"+me["id"].(string), admin, map[string]any{"disabled": true})
+
+	// Well inside the 5 s cache lifetime: only the announcement can explain
+	// a refusal this soon.
+	deadline := time.Now().Add(2 * time.Second)
+	for _, cred := range []string{access, key} {
+		for {
+			status, _ := b.call(t, "GET", "/users/me", cred, nil)
+			if status == http.StatusUnauthorized {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("instance b still accepts a disabled user's credential (status %d)", status)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
