@@ -96,17 +96,17 @@ func (s *server) streamTurn(r *http.Request, w http.ResponseWriter, turn *chat.T
 	// The start event goes with the first delta, not before, so that an
 	// upstream that fails before answering still gets its own status.
 	announced := false
-	announce := func() error {
+	start := startEvent{ConversationID: turn.ConversationID, MessageID: turn.AssistantMessageID, Model: turn.Provider + "/" + turn.Model}
+	// withStart puts the start event before events the first time.
+	withStart := func(events ...any) []any {
+		if announced {
+			return events
+		}
 		announced = true
-		return sse.Send(startEvent{ConversationID: turn.ConversationID, MessageID: turn.AssistantMessageID, Model: turn.Provider + "/" + turn.Model})
+		return append([]any{start}, events...)
 	}
 	res, err := turn.Stream(ctx, func(text string) error {
-		if !announced {
-			if err := announce(); err != nil {
-				return err
-			}
-		}
-		return sse.Send(textEvent{Text: text})
+		return sse.Send(withStart(textEvent{Text: text})...)
 	})
 	if r.Context().Err() != nil {
 		return // the client left; the turn is stored as cancelled
@@ -125,18 +125,12 @@ func (s *server) streamTurn(r *http.Request, w http.ResponseWriter, turn *chat.T
 			writeProblem(w, statusOf[fe.Code], fe.Message, h)
 			return
 		}
-		if !announced {
-			announce()
-		}
-		sse.Send(newErrorEvent(fe))
-		sse.Send(doneEvent{Done: true})
+		sse.Send(withStart(newErrorEvent(fe), doneEvent{Done: true})...)
 		return
 	}
-	if !announced {
-		announce() // an empty answer still names its conversation
-	}
-	sse.Send(doneEvent{Done: true, StopReason: res.StopReason,
-		Usage: &usageBody{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens}})
+	// An empty answer still names its conversation.
+	sse.Send(withStart(doneEvent{Done: true, StopReason: res.StopReason,
+		Usage: &usageBody{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens}})...)
 }
 
 type chatOutput struct {

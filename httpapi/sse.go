@@ -80,22 +80,30 @@ func (s *sseWriter) begin() {
 	s.w.WriteHeader(http.StatusOK)
 }
 
-// Send writes v as one event's JSON data, with an id line, and flushes it.
+// Send writes each of vs as one event's JSON data, with an id line, and
+// flushes them together: one write for events that are ready at once.
 // JSON escapes newlines, so one data line always carries the whole value.
-func (s *sseWriter) Send(v any) error {
+func (s *sseWriter) Send(vs ...any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.begin()
-	s.nextID++
 	s.buf.Reset()
-	s.buf.WriteString("id: ")
-	s.buf.WriteString(strconv.Itoa(s.nextID))
-	s.buf.WriteString("\ndata: ")
-	if err := s.enc.Encode(v); err != nil { // Encode ends with the line's \n
-		return err
+	for _, v := range vs {
+		s.nextID++
+		s.buf.WriteString("id: ")
+		s.buf.WriteString(strconv.Itoa(s.nextID))
+		s.buf.WriteString("\ndata: ")
+		if err := s.enc.Encode(v); err != nil { // Encode ends with the line's \n
+			return err
+		}
+		s.buf.WriteByte('\n')
 	}
-	s.buf.WriteByte('\n')
-	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+	return s.write(s.buf.Bytes())
+}
+
+// write sends b, rearms the keepalive and flushes. Callers hold mu.
+func (s *sseWriter) write(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
 	if s.keepalive != nil {
@@ -111,13 +119,7 @@ func (s *sseWriter) SendData(data string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.begin()
-	if _, err := s.w.Write([]byte("data: " + data + "\n\n")); err != nil {
-		return err
-	}
-	if s.keepalive != nil {
-		s.keepalive.Reset(s.interval)
-	}
-	return s.flush()
+	return s.write([]byte("data: " + data + "\n\n"))
 }
 
 func (s *sseWriter) flush() error {
