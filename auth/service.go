@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net/mail"
 	"strings"
 	"sync"
@@ -209,15 +210,14 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*TokenPair,
 	next := NewRefreshToken()
 	sess, err := s.store.RotateRefreshToken(ctx, HashSecret(refreshToken), HashSecret(next), s.now().UTC())
 	if err != nil {
-		if ferry.ErrorCode(err) == ferry.Unauthorized {
-			// Reuse may have revoked a session whose access tokens are cached.
+		if errors.Is(err, store.ErrRefreshReused) {
+			// Reuse revoked a session whose access tokens may be cached. Only
+			// then: any other bad token must not flush every instance's cache.
 			s.changed()
 		}
 		return nil, err
 	}
-	if _, _, err := s.store.SessionUser(ctx, sess.ID, s.now()); err != nil {
-		return nil, err
-	}
+	// The rotation checked the session is live; the user may be disabled.
 	u, err := s.store.UserByID(ctx, sess.UserID)
 	if err != nil || u.Disabled {
 		return nil, ferry.Errorf(ferry.Unauthorized, "invalid refresh token")

@@ -130,13 +130,13 @@ var Settings = []Setting{
 // it) and applies addr, the --addr flag, when it is not empty. It returns an
 // error naming the setting that is wrong.
 func Load(lookup func(string) string, addr string) (*Config, error) {
-	c := &Config{Addr: "127.0.0.1:8000"}
+	c := &Config{Addr: "127.0.0.1:8000", Database: Database{Driver: "sqlite"}}
 	for _, s := range Settings {
 		v := lookup(s.Env)
 		if v == "" {
 			v = s.Default
 		}
-		if v == "" && s.Env != "DATABASE_URL" {
+		if v == "" {
 			continue
 		}
 		if err := s.set(c, v); err != nil {
@@ -172,10 +172,6 @@ func (c *Config) OpenAIConfigured() bool {
 }
 
 func (d *Database) parse(raw string) error {
-	if raw == "" {
-		*d = Database{Driver: "sqlite"}
-		return nil
-	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("not a URL")

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net"
 	"net/http"
@@ -30,8 +31,9 @@ func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	}
 	p, err := s.svc.Auth.Authenticate(ctx.Context(), strings.TrimSpace(token))
 	if err != nil {
-		if ferry.ErrorCode(err) == ferry.Unauthorized {
-			s.unauthorized(ctx, err.(*ferry.Error).Message)
+		var fe *ferry.Error
+		if errors.As(err, &fe) && fe.Code == ferry.Unauthorized {
+			s.unauthorized(ctx, fe.Message)
 			return
 		}
 		huma.WriteErr(s.api, ctx, http.StatusInternalServerError, "internal error")

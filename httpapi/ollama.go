@@ -43,6 +43,10 @@ type ollamaProxy struct {
 	up      llm.Upstream
 }
 
+// defaultUpstreamTimeout bounds one proxied call when Services sets none; it
+// is chat's default too.
+const defaultUpstreamTimeout = 10 * time.Minute
+
 func newOllamaProxy(svc Services) *ollamaProxy {
 	base := strings.TrimRight(svc.OllamaURL, "/")
 	if base == "" {

@@ -31,10 +31,6 @@ import (
 // errors openAIErrors rewrites into OpenAI's shape.
 const openAIShaped = "openai-errors"
 
-// defaultUpstreamTimeout bounds one model call when Services sets none; it
-// is chat's default too.
-const defaultUpstreamTimeout = 10 * time.Minute
-
 // openAIOperation marks op as part of the OpenAI-compatible API: signed in
 // by bearer token (API key or access token, as OpenAI's SDKs send it) and
 // answering errors in OpenAI's shape.

@@ -22,7 +22,11 @@ func scanConversation(row scanner) (*ferry.Conversation, error) {
 func (s *Store) CreateConversation(ctx context.Context, c *ferry.Conversation) error {
 	now := time.Now().UTC()
 	c.CreatedAt, c.UpdatedAt = now, now
-	_, err := s.db.ExecContext(ctx, `INSERT INTO conversations (`+conversationColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+	return s.tx(ctx, func(tx *sql.Tx) error { return insertConversation(ctx, tx, c) })
+}
+
+func insertConversation(ctx context.Context, tx *sql.Tx, c *ferry.Conversation) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO conversations (`+conversationColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 		c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt)
 	return err
 }
@@ -102,8 +106,7 @@ func (s *Store) StartConversation(ctx context.Context, c *ferry.Conversation, m 
 	c.CreatedAt, c.UpdatedAt = now, now
 	m.CreatedAt = now
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO conversations (`+conversationColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-			c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt); err != nil {
+		if err := insertConversation(ctx, tx, c); err != nil {
 			return err
 		}
 		return insertMessage(ctx, tx, m)

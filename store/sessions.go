@@ -25,6 +25,11 @@ func (s *Store) CreateSession(ctx context.Context, sess *ferry.Session, refreshH
 // a client learns nothing about why.
 var errRefresh = ferry.Errorf(ferry.Unauthorized, "invalid refresh token")
 
+// ErrRefreshReused is RotateRefreshToken's answer to a token spent before:
+// the same message as any unusable token, but callers can tell (with
+// errors.Is) that a session was revoked because of it.
+var ErrRefreshReused = ferry.Errorf(ferry.Unauthorized, "invalid refresh token")
+
 // RotateRefreshToken spends the refresh token with hash oldHash and stores
 // newHash in its place, returning the session. A token that is unknown, or
 // whose session is revoked or expired, is Unauthorized. A token that was
@@ -50,7 +55,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash, newHash string,
 			if _, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = $1 WHERE id = $2`, now, sess.ID); err != nil {
 				return err
 			}
-			return commitErr{errRefresh}
+			return commitErr{ErrRefreshReused}
 		}
 		// The used_at condition makes two racing refreshes with one token
 		// produce one winner even on engines that let both read it unused.
