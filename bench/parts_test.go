@@ -198,7 +198,7 @@ func BenchmarkUpstream(b *testing.B) {
 		b.Run(tc.name+"/sdk", func(b *testing.B) {
 			ps := newParts(b)
 			p := tc.provider(ps)
-			req := llm.Request{Model: tc.model, System: config.SeedSystemPrompt, Messages: []llm.Message{{Role: "user", Content: prompt}}}
+			req := llm.Request{Model: tc.model, System: config.SeedSystemPrompt, Messages: []llm.Message{llm.TextMessage("user", prompt)}}
 			var first, last time.Duration
 			ctx := context.Background()
 			for b.Loop() {

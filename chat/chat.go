@@ -271,7 +271,7 @@ func publicMessage(err error) string {
 func estimateRequest(r llm.Request) int {
 	n := EstimateTokens(r.System)
 	for _, m := range r.Messages {
-		n += EstimateTokens(m.Content)
+		n += EstimateTokens(m.Text())
 	}
 	return n
 }

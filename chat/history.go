@@ -52,9 +52,9 @@ func History(earlier []*ferry.Message, message string, budget int) []llm.Message
 		if len(out) == 0 && m.Role != ferry.RoleUserMsg {
 			continue
 		}
-		out = append(out, llm.Message{Role: string(m.Role), Content: m.Content})
+		out = append(out, llm.TextMessage(string(m.Role), m.Content))
 	}
-	return append(out, llm.Message{Role: string(ferry.RoleUserMsg), Content: message})
+	return append(out, llm.TextMessage(string(ferry.RoleUserMsg), message))
 }
 
 // Title makes a conversation title from its first message: the first line,

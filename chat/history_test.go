@@ -34,12 +34,12 @@ func TestHistoryDropsOldestToFitBudget(t *testing.T) {
 		got := History(earlier, "now", tc.budget)
 		var contents []string
 		for _, m := range got {
-			contents = append(contents, m.Content)
+			contents = append(contents, m.Text())
 		}
 		if strings.Join(contents, "|") != strings.Join(tc.want, "|") {
 			t.Errorf("budget %d: got %q, want %q", tc.budget, contents, tc.want)
 		}
-		if got[0].Role != "user" || got[len(got)-1].Content != "now" {
+		if got[0].Role != "user" || got[len(got)-1].Text() != "now" {
 			t.Errorf("budget %d: history must start with a user message and end with the new one: %+v", tc.budget, got)
 		}
 	}

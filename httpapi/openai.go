@@ -267,7 +267,7 @@ func newCompletion(router *llm.Router, who *ferry.Principal, b *completionReques
 			// A tool-call turn, whose calls Ferry does not pass on: no text
 			// for the model, and Anthropic refuses empty messages.
 		default:
-			req.Messages = append(req.Messages, llm.Message{Role: m.Role, Content: text})
+			req.Messages = append(req.Messages, llm.TextMessage(m.Role, text))
 		}
 	}
 	if len(req.Messages) == 0 {

@@ -7,6 +7,7 @@ package llm
 
 import (
 	"context"
+	"strings"
 )
 
 // The routing prefixes of the providers Ferry ships. A model is named
@@ -17,10 +18,58 @@ const (
 	Ollama    = "ollama"
 )
 
-// Message is one entry of the conversation sent to a model.
+// Message is one entry of the conversation sent to a model: who said it,
+// and what, as parts in order.
 type Message struct {
-	Role    string // "user" or "assistant"; adapters fold "system" into the system prompt
-	Content string
+	Role  string // "user" or "assistant"; adapters fold "system" into the system prompt
+	Parts []Part
+}
+
+// TextMessage returns a message of one text part.
+func TextMessage(role, text string) Message {
+	return Message{Role: role, Parts: []Part{{Kind: PartText, Text: text}}}
+}
+
+// Text returns the message's text parts joined by blank lines; other parts
+// are left out.
+func (m Message) Text() string {
+	if len(m.Parts) == 1 && m.Parts[0].Kind == PartText {
+		return m.Parts[0].Text
+	}
+	var b strings.Builder
+	for _, p := range m.Parts {
+		if p.Kind != PartText {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\n\n")
+		}
+		b.WriteString(p.Text)
+	}
+	return b.String()
+}
+
+// PartKind names what a Part holds.
+type PartKind string
+
+// The kinds of part a message can carry. A Provider says which it accepts.
+const (
+	PartText     PartKind = "text"
+	PartDocument PartKind = "document"
+)
+
+// Part is one piece of a message: text, or a document the model reads.
+type Part struct {
+	Kind     PartKind
+	Text     string    // PartText
+	Document *Document // PartDocument
+}
+
+// Document is a file sent to a model whole, as Anthropic takes a PDF.
+type Document struct {
+	Name      string // file name, for the model and for logs
+	MediaType string // "application/pdf"
+	Data      []byte
 }
 
 // Request is one chat turn to send upstream.
@@ -81,4 +130,7 @@ type Provider interface {
 	// Models lists the models the upstream offers, with the same errors as
 	// Stream.
 	Models(ctx context.Context) ([]Model, error)
+	// Accepts reports whether Stream takes parts of kind k; every provider
+	// takes PartText. Callers check a request's parts before sending it.
+	Accepts(k PartKind) bool
 }

@@ -24,6 +24,8 @@ type scripted struct {
 
 func (s *scripted) Name() string { return s.name }
 
+func (s *scripted) Accepts(k llm.PartKind) bool { return k == llm.PartText }
+
 func (s *scripted) next() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,5 +199,12 @@ func TestRetryModels(t *testing.T) {
 func TestRetryKeepsName(t *testing.T) {
 	if got := llm.WithRetry(&scripted{name: "ollama"}, llm.RetryPolicy{}).Name(); got != "ollama" {
 		t.Errorf("Name = %q", got)
+	}
+}
+
+func TestWithRetryKeepsAccepts(t *testing.T) {
+	p := llm.WithRetry(&scripted{name: "x"}, llm.RetryPolicy{})
+	if !p.Accepts(llm.PartText) || p.Accepts(llm.PartDocument) {
+		t.Errorf("Accepts through WithRetry: text %v, document %v; want true, false", p.Accepts(llm.PartText), p.Accepts(llm.PartDocument))
 	}
 }

@@ -169,7 +169,7 @@ func TestRouterEndToEnd(t *testing.T) {
 		}
 		var text strings.Builder
 		var done llm.Delta
-		err = p.Stream(t.Context(), llm.Request{Model: name, Messages: []llm.Message{{Role: "user", Content: "hi"}}}, func(d llm.Delta) error {
+		err = p.Stream(t.Context(), llm.Request{Model: name, Messages: []llm.Message{llm.TextMessage("user", "hi")}}, func(d llm.Delta) error {
 			text.WriteString(d.Text)
 			if d.Done {
 				done = d

@@ -61,6 +61,9 @@ func New(cfg Config) *Provider {
 // Name returns "anthropic".
 func (p *Provider) Name() string { return llm.Anthropic }
 
+// Accepts reports that Anthropic takes text and documents (PDFs).
+func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText || k == llm.PartDocument }
+
 // Stream implements llm.Provider.Stream. An empty req.Model means
 // claude-sonnet-4-6; req.MaxTokens 0 means DefaultMaxTokens.
 func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
@@ -174,12 +177,12 @@ func params(req llm.Request) sdk.MessageNewParams {
 	for _, m := range req.Messages {
 		switch m.Role {
 		case "assistant":
-			msgs = append(msgs, sdk.NewAssistantMessage(sdk.NewTextBlock(m.Content)))
+			msgs = append(msgs, sdk.NewAssistantMessage(sdk.NewTextBlock(m.Text())))
 		case "system":
 			// The Messages API takes the system prompt beside the turns.
-			system = append(system, m.Content)
+			system = append(system, m.Text())
 		default:
-			msgs = append(msgs, sdk.NewUserMessage(sdk.NewTextBlock(m.Content)))
+			msgs = append(msgs, sdk.NewUserMessage(sdk.NewTextBlock(m.Text())))
 		}
 	}
 	p := sdk.MessageNewParams{Model: model, MaxTokens: maxTokens, Messages: msgs}

@@ -103,7 +103,7 @@ func request(model string) llm.Request {
 	return llm.Request{
 		Model:    model,
 		System:   "be brief",
-		Messages: []llm.Message{{Role: "user", Content: "say something"}, {Role: "assistant", Content: "ok"}, {Role: "user", Content: "more please"}},
+		Messages: []llm.Message{llm.TextMessage("user", "say something"), llm.TextMessage("assistant", "ok"), llm.TextMessage("user", "more please")},
 	}
 }
 

@@ -125,7 +125,7 @@ func BenchmarkConcurrentStreams(b *testing.B) {
 	tr.MaxIdleConnsPerHost = streams
 	defer tr.CloseIdleConnections()
 	p := ollama.New(ollama.Config{BaseURL: s.OllamaURL(), HTTPClient: &http.Client{Transport: tr}})
-	req := llm.Request{Model: "llama3.2", Messages: []llm.Message{{Role: "user", Content: "hi"}}}
+	req := llm.Request{Model: "llama3.2", Messages: []llm.Message{llm.TextMessage("user", "hi")}}
 	for b.Loop() {
 		s.Reset()
 		var wg sync.WaitGroup

@@ -58,6 +58,9 @@ func New(cfg Config) *Provider {
 // Name returns "ollama".
 func (p *Provider) Name() string { return llm.Ollama }
 
+// Accepts reports that Ollama takes text only.
+func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText }
+
 type chatMessage struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
@@ -100,7 +103,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
 	}
 	for _, m := range req.Messages {
-		body.Messages = append(body.Messages, chatMessage{Role: m.Role, Content: m.Content})
+		body.Messages = append(body.Messages, chatMessage{Role: m.Role, Content: m.Text()})
 	}
 	if req.MaxTokens > 0 {
 		body.Options = &chatOptions{NumPredict: req.MaxTokens}

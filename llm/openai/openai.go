@@ -70,6 +70,9 @@ func New(cfg Config) *Provider {
 // Name returns "openai".
 func (p *Provider) Name() string { return llm.OpenAI }
 
+// Accepts reports that Chat Completions servers take text only here.
+func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText }
+
 // Stream implements llm.Provider.Stream. An empty req.Model means the first
 // model the server lists.
 func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
@@ -157,11 +160,11 @@ func params(req llm.Request) sdk.ChatCompletionNewParams {
 	for _, m := range req.Messages {
 		switch m.Role {
 		case "assistant":
-			msgs = append(msgs, sdk.AssistantMessage(m.Content))
+			msgs = append(msgs, sdk.AssistantMessage(m.Text()))
 		case "system":
-			msgs = append(msgs, sdk.SystemMessage(m.Content))
+			msgs = append(msgs, sdk.SystemMessage(m.Text()))
 		default:
-			msgs = append(msgs, sdk.UserMessage(m.Content))
+			msgs = append(msgs, sdk.UserMessage(m.Text()))
 		}
 	}
 	p := sdk.ChatCompletionNewParams{
