@@ -112,6 +112,12 @@ const (
 	StatusComplete  MessageStatus = "complete"
 	StatusCancelled MessageStatus = "cancelled"
 	StatusFailed    MessageStatus = "failed"
+	// StatusStreaming is an answer still being generated: its row is
+	// written when the stream starts and finished when the stream ends.
+	StatusStreaming MessageStatus = "streaming"
+	// StatusInterrupted is an answer whose stream the server stopped
+	// (a restart or a crash) before it finished; it keeps what was saved.
+	StatusInterrupted MessageStatus = "interrupted"
 )
 
 // Message is one turn's text in a conversation, with what producing it cost.

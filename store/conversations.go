@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/ferryhq/ferry"
@@ -18,17 +17,12 @@ func scanConversation(row scanner) (*ferry.Conversation, error) {
 	return &c, nil
 }
 
-// CreateConversation stores c, setting its timestamps.
+// CreateConversation stores c, setting its timestamps, and returns once it
+// is committed (through Submit, after the writes submitted before).
 func (s *Store) CreateConversation(ctx context.Context, c *ferry.Conversation) error {
 	now := time.Now().UTC()
 	c.CreatedAt, c.UpdatedAt = now, now
-	return s.tx(ctx, func(tx *sql.Tx) error { return insertConversation(ctx, tx, c) })
-}
-
-func insertConversation(ctx context.Context, tx *sql.Tx, c *ferry.Conversation) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO conversations (`+conversationColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt)
-	return err
+	return s.Submit(InsertConversation(c)).Wait(ctx)
 }
 
 // Conversation returns the user's conversation with id. Another user's
@@ -99,66 +93,32 @@ func (s *Store) Messages(ctx context.Context, conversationID string) ([]*ferry.M
 	return list, rows.Err()
 }
 
-// StartConversation stores a new conversation c with its first message m
-// in one transaction: a turn's one write before the model is asked.
+// StartConversation stores a new conversation c with its first message m,
+// setting their timestamps, in one group: a turn's one write before the
+// model is asked. It returns once both are committed; ctx bounds only the
+// wait (see Pending.Wait).
 func (s *Store) StartConversation(ctx context.Context, c *ferry.Conversation, m *ferry.Message) error {
 	now := time.Now().UTC()
 	c.CreatedAt, c.UpdatedAt = now, now
 	m.CreatedAt = now
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := insertConversation(ctx, tx, c); err != nil {
-			return err
-		}
-		return insertMessage(ctx, tx, m)
-	})
+	return s.Submit(InsertConversation(c), InsertMessage(m)).Wait(ctx)
 }
 
 // AddMessage stores m (setting CreatedAt unless set) and marks its
-// conversation as active now. When u is not nil, the usage-log entry of
-// the call that produced m is written in the same transaction.
+// conversation as active at m.CreatedAt. When u is not nil, the usage-log
+// entry of the call that produced m commits with it. It returns once they
+// are committed; ctx bounds only the wait (see Pending.Wait).
 func (s *Store) AddMessage(ctx context.Context, m *ferry.Message, u *ferry.Usage) error {
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = time.Now().UTC()
+	if u == nil {
+		return s.Submit(InsertMessage(m)).Wait(ctx)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := insertMessage(ctx, tx, m); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET updated_at = $1 WHERE id = $2`, m.CreatedAt, m.ConversationID); err != nil {
-			return err
-		}
-		if u == nil {
-			return nil
-		}
-		return insertUsage(ctx, tx, u)
-	})
+	return s.Submit(InsertMessage(m), InsertUsage(u)).Wait(ctx)
 }
 
-func insertMessage(ctx context.Context, tx *sql.Tx, m *ferry.Message) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-		m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt)
-	return err
-}
-
-// LogUsage appends one entry to the usage log.
+// LogUsage appends one entry to the usage log, setting its CreatedAt unless
+// set, and returns once it is committed; ctx bounds only the wait.
 func (s *Store) LogUsage(ctx context.Context, u *ferry.Usage) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return insertUsage(ctx, tx, u) })
-}
-
-func insertUsage(ctx context.Context, tx *sql.Tx, u *ferry.Usage) error {
-	if u.CreatedAt.IsZero() {
-		u.CreatedAt = time.Now().UTC()
-	}
-	var userID any
-	if u.UserID != "" {
-		userID = u.UserID
-	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
-		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider, u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt)
-	return err
+	return s.Submit(InsertUsage(u)).Wait(ctx)
 }
 
 // UsageFor returns the user's usage log entries, oldest first.

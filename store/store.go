@@ -33,6 +33,8 @@ type Store struct {
 	// rdb takes reads outside transactions. On SQLite it is a pool of its
 	// own (WAL lets readers run beside the writer); on PostgreSQL it is db.
 	rdb *sql.DB
+	// w commits chat writes in batches (see Submit); it writes through db.
+	w *writer
 }
 
 // Open connects to the database that d describes, creating the SQLite file
@@ -46,12 +48,11 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 		}
 		db.SetMaxOpenConns(20)
 		db.SetMaxIdleConns(20)
-		s := &Store{driver: d.Driver, db: db, rdb: db}
 		if err := db.PingContext(ctx); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 		}
-		return s, nil
+		return &Store{driver: d.Driver, db: db, rdb: db, w: newWriter(db)}, nil
 	case "sqlite":
 		if err := os.MkdirAll(filepath.Dir(d.DSN), 0o700); err != nil {
 			return nil, err
@@ -76,12 +77,12 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 		}
 		r.SetMaxOpenConns(8)
 		r.SetMaxIdleConns(8)
-		s := &Store{driver: d.Driver, db: w, rdb: r}
 		if err := pingSQLite(ctx, w); err != nil {
-			s.Close()
+			w.Close()
+			r.Close()
 			return nil, fmt.Errorf("open SQLite %s: %w", d.DSN, err)
 		}
-		return s, nil
+		return &Store{driver: d.Driver, db: w, rdb: r, w: newWriter(w)}, nil
 	}
 	return nil, fmt.Errorf("unknown database driver %q", d.Driver)
 }
@@ -109,8 +110,11 @@ func pingSQLite(ctx context.Context, db *sql.DB) error {
 // Driver names the engine: "sqlite" or "postgres".
 func (s *Store) Driver() string { return s.driver }
 
-// Close closes every connection.
+// Close commits every write submitted so far (see Submit), then closes
+// every connection. Writes submitted after Close fail with ErrClosed. It is
+// safe to call more than once.
 func (s *Store) Close() error {
+	s.w.close()
 	err := s.db.Close()
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())

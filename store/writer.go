@@ -1,0 +1,500 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/ferryhq/ferry"
+)
+
+// The writer commits chat writes (conversations, messages, usage) off the
+// callers' goroutines: one goroutine takes everything queued and commits it
+// in one transaction, so 64 streams finishing together cost one commit, not
+// 64 queued on SQLite's single write connection.
+const (
+	// maxBatchOps bounds one transaction; a Submit group larger than this
+	// still commits whole, alone.
+	maxBatchOps = 256
+	// maxAttempts is how often a transaction that failed for a transient
+	// reason (SQLITE_BUSY, a lost connection, a serialization failure) is
+	// tried before its groups fail.
+	maxAttempts = 4
+	// firstBackoff is the pause before the first retry; it doubles.
+	firstBackoff = 20 * time.Millisecond
+	// attemptTimeout bounds one transaction, so a database that stopped
+	// answering fails the writes queued behind it instead of holding them
+	// (and Close) forever.
+	attemptTimeout = 30 * time.Second
+)
+
+// ErrClosed is the error of writes submitted after Close.
+var ErrClosed = errors.New("store: closed")
+
+type opKind uint8
+
+const (
+	opInsertConversation opKind = iota + 1
+	opInsertMessage
+	opFinishMessage
+	opInsertUsage
+)
+
+// Op is one write for Submit; build it with InsertConversation,
+// InsertMessage, FinishMessage or InsertUsage. It holds a copy of the
+// values it writes, taken when it is built: changing the struct afterwards
+// does not change the write.
+type Op struct {
+	kind opKind
+	c    *ferry.Conversation
+	m    *ferry.Message
+	u    *ferry.Usage
+	at   time.Time // FinishMessage: the conversation's new updated_at
+}
+
+// InsertConversation inserts c, first setting its CreatedAt and UpdatedAt
+// to now where they are zero.
+func InsertConversation(c *ferry.Conversation) Op {
+	now := time.Now().UTC()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = now
+	}
+	cc := *c
+	return Op{kind: opInsertConversation, c: &cc}
+}
+
+// InsertMessage inserts m, first setting its CreatedAt to now where it is
+// zero, and sets its conversation's updated_at to m.CreatedAt.
+func InsertMessage(m *ferry.Message) Op {
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now().UTC()
+	}
+	mc := *m
+	return Op{kind: opInsertMessage, m: &mc}
+}
+
+// FinishMessage saves how the message with m.ID ended: its content, model,
+// provider, token counts, stop reason, status, error and timings (its role,
+// conversation and CreatedAt stay). Its conversation's updated_at becomes
+// now. No message with m.ID fails the Op's group with NotFound.
+func FinishMessage(m *ferry.Message) Op {
+	mc := *m
+	return Op{kind: opFinishMessage, m: &mc, at: time.Now().UTC()}
+}
+
+// InsertUsage appends u to the usage log, first setting its CreatedAt to now
+// where it is zero. An empty UserID is stored as NULL.
+func InsertUsage(u *ferry.Usage) Op {
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = time.Now().UTC()
+	}
+	uc := *u
+	return Op{kind: opInsertUsage, u: &uc}
+}
+
+// Pending is a submitted group of writes on its way to the database.
+type Pending struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func (p *Pending) complete(err error) {
+	p.err = err
+	close(p.done)
+}
+
+// Wait returns nil once the group is committed, or the error it failed
+// with for good (wrapping the database's; a *ferry.Error NotFound for a
+// FinishMessage of no message, ErrClosed after Close). ctx bounds only the
+// wait: a group whose Wait gave up is still committed in its turn.
+func (p *Pending) Wait(ctx context.Context) error {
+	// A finished group answers even under a cancelled ctx.
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// group is one Submit: its ops commit together or not at all.
+type group struct {
+	ops []Op
+	p   *Pending
+}
+
+// writer is the Store's queue of groups and the goroutine that commits it.
+type writer struct {
+	db *sql.DB
+
+	mu     sync.Mutex
+	queue  []*group
+	last   *Pending // the latest group submitted, for Sync
+	closed bool
+
+	wake    chan struct{} // a token when the queue may have grown
+	stopped chan struct{} // closed when the goroutine has drained and exited
+
+	// Used by the writer goroutine only; prepared on its first batch, since
+	// the tables may not exist before Migrate.
+	stmts [stmtCount]*sql.Stmt
+
+	stats struct{ commits, groups, failed, splits, retries atomic.Int64 }
+}
+
+func newWriter(db *sql.DB) *writer {
+	w := &writer{db: db, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Submit queues ops to be committed together, in one transaction, after
+// everything submitted before. It never waits for the database; the
+// returned Pending says when the ops are committed or have failed. After
+// Close the Pending fails with ErrClosed. Submit with no ops returns a
+// Pending that has already succeeded.
+func (s *Store) Submit(ops ...Op) *Pending {
+	p := &Pending{done: make(chan struct{})}
+	if len(ops) == 0 {
+		p.complete(nil)
+		return p
+	}
+	w := s.w
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		p.complete(ErrClosed)
+		return p
+	}
+	w.queue = append(w.queue, &group{ops: ops, p: p})
+	w.last = p
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default: // a token is already there
+	}
+	return p
+}
+
+// Sync waits until everything submitted before the call has been committed
+// (or has failed for good; that is the submitter's to hear), so a read that
+// follows sees it. It returns at once when nothing is queued or in flight,
+// and ctx's error if ctx ends first.
+func (s *Store) Sync(ctx context.Context) error {
+	s.w.mu.Lock()
+	p := s.w.last
+	s.w.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	// Groups complete in submission order, so the last one done means all
+	// are; its own error is not the caller's.
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WriteStats counts what the writer has done since Open.
+type WriteStats struct {
+	Commits int64 // transactions committed
+	Groups  int64 // Submit groups completed, committed or failed
+	Failed  int64 // groups that failed for good
+	Splits  int64 // batches that failed and were run again group by group
+	Retries int64 // transactions tried again after a transient failure
+}
+
+// WriteStats returns the writer's counters.
+func (s *Store) WriteStats() WriteStats {
+	st := &s.w.stats
+	return WriteStats{Commits: st.commits.Load(), Groups: st.groups.Load(), Failed: st.failed.Load(),
+		Splits: st.splits.Load(), Retries: st.retries.Load()}
+}
+
+// close stops taking writes, commits everything queued, and waits for the
+// goroutine to exit. It is safe to call more than once.
+func (w *writer) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	<-w.stopped
+}
+
+// run commits batches until the writer is closed and its queue empty.
+func (w *writer) run() {
+	defer close(w.stopped)
+	defer w.closeStmts()
+	for {
+		batch, ok := w.next()
+		if !ok {
+			return
+		}
+		w.commit(batch)
+	}
+}
+
+// next waits for work and takes the groups at the head of the queue, up to
+// maxBatchOps ops (at least one group). It reports false when the writer is
+// closed and nothing is left.
+func (w *writer) next() ([]*group, bool) {
+	w.mu.Lock()
+	for len(w.queue) == 0 {
+		if w.closed {
+			w.mu.Unlock()
+			return nil, false
+		}
+		w.mu.Unlock()
+		<-w.wake
+		w.mu.Lock()
+	}
+	n, ops := 0, 0
+	for n < len(w.queue) && (n == 0 || ops+len(w.queue[n].ops) <= maxBatchOps) {
+		ops += len(w.queue[n].ops)
+		n++
+	}
+	batch := make([]*group, n)
+	copy(batch, w.queue)
+	clear(w.queue[:n])
+	w.queue = w.queue[n:]
+	if len(w.queue) == 0 {
+		w.queue = nil // let the drained backing array go
+	}
+	w.mu.Unlock()
+	return batch, true
+}
+
+// commit runs batch in one transaction and completes its groups. When the
+// batch fails for a reason that is not the database being unavailable, each
+// group runs again alone, so one bad group (a foreign key that points
+// nowhere) fails only itself.
+func (w *writer) commit(batch []*group) {
+	err := w.attempt(batch)
+	if err == nil {
+		w.done(batch, nil)
+		return
+	}
+	if len(batch) == 1 || unavailable(err) {
+		w.done(batch, err)
+		return
+	}
+	w.stats.splits.Add(1)
+	for _, g := range batch {
+		one := []*group{g}
+		w.done(one, w.attempt(one))
+	}
+}
+
+func (w *writer) done(groups []*group, err error) {
+	if err != nil {
+		err = fmt.Errorf("store: write failed: %w", err)
+		w.stats.failed.Add(int64(len(groups)))
+	}
+	w.stats.groups.Add(int64(len(groups)))
+	for _, g := range groups {
+		g.p.complete(err)
+	}
+}
+
+// attempt runs groups in one transaction, trying again with a short backoff
+// while it fails for a transient reason.
+func (w *writer) attempt(groups []*group) error {
+	backoff := firstBackoff
+	for i := 1; ; i++ {
+		err := w.tx(groups)
+		if err == nil {
+			w.stats.commits.Add(1)
+			return nil
+		}
+		if i == maxAttempts || !transient(err) {
+			return err
+		}
+		w.stats.retries.Add(1)
+		time.Sleep(backoff)
+		backoff *= 2
+	}
+}
+
+func (w *writer) tx(groups []*group) error {
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := w.prepare(ctx); err != nil {
+		return err
+	}
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		for _, op := range g.ops {
+			if err := w.exec(ctx, tx, op); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// The statements the writer prepares once per Store.
+const (
+	stmtInsertConversation = iota
+	stmtInsertMessage
+	stmtTouchConversation
+	stmtFinishMessage
+	stmtTouchMessageConversation
+	stmtInsertUsage
+	stmtCount
+)
+
+var writerSQL = [stmtCount]string{
+	stmtInsertConversation: `INSERT INTO conversations (` + conversationColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`,
+	stmtInsertMessage: `INSERT INTO messages (` + messageColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+	stmtTouchConversation: `UPDATE conversations SET updated_at = $1 WHERE id = $2`,
+	stmtFinishMessage: `UPDATE messages SET content = $1, model = $2, provider = $3, input_tokens = $4, output_tokens = $5,
+		stop_reason = $6, status = $7, error = $8, latency_ms = $9, first_token_ms = $10 WHERE id = $11`,
+	stmtTouchMessageConversation: `UPDATE conversations SET updated_at = $1
+		WHERE id = (SELECT conversation_id FROM messages WHERE id = $2)`,
+	stmtInsertUsage: `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
+		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+}
+
+// prepare prepares the writer's statements unless they are ready. A failure
+// (tables not migrated yet) leaves them unprepared for the next batch.
+func (w *writer) prepare(ctx context.Context) error {
+	if w.stmts[stmtCount-1] != nil {
+		return nil
+	}
+	for i, q := range writerSQL {
+		st, err := w.db.PrepareContext(ctx, q)
+		if err != nil {
+			w.closeStmts()
+			return fmt.Errorf("prepare writes: %w", err)
+		}
+		w.stmts[i] = st
+	}
+	return nil
+}
+
+func (w *writer) closeStmts() {
+	for i, st := range w.stmts {
+		if st != nil {
+			st.Close()
+			w.stmts[i] = nil
+		}
+	}
+}
+
+func (w *writer) execStmt(ctx context.Context, tx *sql.Tx, i int, args ...any) (sql.Result, error) {
+	return tx.StmtContext(ctx, w.stmts[i]).ExecContext(ctx, args...)
+}
+
+func (w *writer) exec(ctx context.Context, tx *sql.Tx, op Op) error {
+	switch op.kind {
+	case opInsertConversation:
+		c := op.c
+		if _, err := w.execStmt(ctx, tx, stmtInsertConversation, c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt); err != nil {
+			return fmt.Errorf("insert conversation %s: %w", c.ID, err)
+		}
+	case opInsertMessage:
+		m := op.m
+		if _, err := w.execStmt(ctx, tx, stmtInsertMessage, m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider,
+			m.InputTokens, m.OutputTokens, m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt); err != nil {
+			return fmt.Errorf("insert message %s: %w", m.ID, err)
+		}
+		if _, err := w.execStmt(ctx, tx, stmtTouchConversation, m.CreatedAt, m.ConversationID); err != nil {
+			return fmt.Errorf("touch conversation %s: %w", m.ConversationID, err)
+		}
+	case opFinishMessage:
+		m := op.m
+		res, err := w.execStmt(ctx, tx, stmtFinishMessage, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
+			m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.ID)
+		if err != nil {
+			return fmt.Errorf("finish message %s: %w", m.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("finish message %s: %w", m.ID, err)
+		} else if n == 0 {
+			return ferry.Errorf(ferry.NotFound, "message %s not found", m.ID)
+		}
+		if _, err := w.execStmt(ctx, tx, stmtTouchMessageConversation, op.at, m.ID); err != nil {
+			return fmt.Errorf("touch conversation of message %s: %w", m.ID, err)
+		}
+	case opInsertUsage:
+		u := op.u
+		var userID any
+		if u.UserID != "" {
+			userID = u.UserID
+		}
+		if _, err := w.execStmt(ctx, tx, stmtInsertUsage, u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
+			u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt); err != nil {
+			return fmt.Errorf("insert usage %s: %w", u.ID, err)
+		}
+	default:
+		return errors.New("store: an Op not built by its constructors")
+	}
+	return nil
+}
+
+// transient reports whether err may pass if the transaction is tried again:
+// SQLite busy or locked, a lost or refused connection, a PostgreSQL
+// serialization failure, deadlock or server restart.
+func transient(err error) bool {
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		c := lite.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch {
+		case strings.HasPrefix(pg.Code, "40"), strings.HasPrefix(pg.Code, "08"):
+			// transaction rollback (serialization, deadlock), connection exception
+			return true
+		case pg.Code == "57P01", pg.Code == "57P02", pg.Code == "57P03", pg.Code == "53300":
+			// admin or crash shutdown, cannot connect now, too many connections
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.As(err, &netErr) || pgconn.SafeToRetry(err)
+}
+
+// unavailable reports whether err is about the database rather than one
+// group's data, so running the groups one by one would only repeat it.
+func unavailable(err error) bool {
+	return transient(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone)
+}
