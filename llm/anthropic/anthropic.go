@@ -1,61 +1,66 @@
-// Package anthropic adapts Anthropic's Messages API to llm.Provider, on the
-// official Go SDK.
+// Package anthropic adapts Anthropic's Messages API to llm.Provider. It
+// speaks the small part of the HTTP API Ferry uses itself: POST
+// /v1/messages, streamed as server-sent events, and GET /v1/models.
 package anthropic
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
-	sdk "github.com/anthropics/anthropic-sdk-go/v2"
-	"github.com/anthropics/anthropic-sdk-go/v2/option"
-	"github.com/anthropics/anthropic-sdk-go/v2/packages/ssestream"
-
+	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/llm"
 )
+
+// DefaultBaseURL is Anthropic's own API root.
+const DefaultBaseURL = "https://api.anthropic.com"
 
 // DefaultMaxTokens is the answer length asked for when a request sets none:
 // the API requires one, and a short default would cut long answers off.
 const DefaultMaxTokens = 8192
 
+// apiVersion is the Messages API version Ferry speaks.
+const apiVersion = "2023-06-01"
+
+// maxBody bounds a model list or an error body read whole.
+const maxBody = 8 << 20
+
 // Config configures a Provider.
 type Config struct {
 	APIKey string // ANTHROPIC_API_KEY
 	// BaseURL is the API root (ANTHROPIC_BASE_URL); empty means
-	// https://api.anthropic.com.
+	// DefaultBaseURL.
 	BaseURL string
-	// HTTPClient makes the calls; nil means the SDK's default client.
+	// HTTPClient makes the calls; nil means http.DefaultClient.
 	HTTPClient *http.Client
 }
 
 // Provider streams chat turns from Anthropic. It is safe for concurrent use.
 type Provider struct {
-	client sdk.Client
-	up     llm.Upstream
+	key  string
+	base string
+	hc   *http.Client
+	up   llm.Upstream
 }
 
 // New returns a Provider for cfg. It makes no call upstream.
 func New(cfg Config) *Provider {
-	opts := []option.RequestOption{
-		// Ferry's Config is the only source of settings; the SDK would
-		// otherwise also read ANTHROPIC_* variables and profiles.
-		option.WithoutEnvironmentDefaults(),
-		option.WithAPIKey(cfg.APIKey),
-		// llm.WithRetry retries every provider alike, and only while no
-		// text has reached the caller.
-		option.WithMaxRetries(0),
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
 	}
-	if cfg.BaseURL != "" {
-		opts = append(opts, option.WithBaseURL(cfg.BaseURL))
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
 	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, option.WithHTTPClient(cfg.HTTPClient))
-	}
-	return &Provider{
-		client: sdk.NewClient(opts...),
-		up:     llm.Upstream{Name: llm.Anthropic, KeySetting: "ANTHROPIC_API_KEY", URLSetting: "ANTHROPIC_BASE_URL"},
-	}
+	return &Provider{key: cfg.APIKey, base: base, hc: hc,
+		up: llm.Upstream{Name: llm.Anthropic, KeySetting: "ANTHROPIC_API_KEY", URLSetting: "ANTHROPIC_BASE_URL"}}
 }
 
 // Name returns "anthropic".
@@ -64,62 +69,75 @@ func (p *Provider) Name() string { return llm.Anthropic }
 // Accepts reports that Anthropic takes text and documents (PDFs).
 func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText || k == llm.PartDocument }
 
-// Stream implements llm.Provider.Stream. An empty req.Model means
-// claude-sonnet-4-6; req.MaxTokens 0 means DefaultMaxTokens.
-func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
-	stream := p.newStream(ctx, req)
-	defer stream.Close()
-
-	done := llm.Delta{Done: true}
-	var input, cacheWrite, cacheRead int64
-	stopped := false
-	for stream.Next() {
-		ev := stream.Current()
-		switch ev.Type {
-		case "message_start":
-			u := ev.Message.Usage
-			done.Model = ev.Message.Model
-			input, cacheWrite, cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
-			done.Usage.OutputTokens = int(u.OutputTokens)
-		case "content_block_delta":
-			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
-				if err := fn(llm.Delta{Text: ev.Delta.Text}); err != nil {
-					return err
-				}
-			}
-		case "message_delta":
-			// Its usage counts are cumulative; a count it leaves out stays
-			// as message_start gave it.
-			done.StopReason = ev.Delta.StopReason
-			if u := ev.Usage; u.OutputTokens > 0 {
-				done.Usage.OutputTokens = int(u.OutputTokens)
-			}
-			if u := ev.Usage; u.InputTokens > 0 {
-				input, cacheWrite, cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
-			}
-		case "message_stop":
-			stopped = true
-		}
-	}
-	if err := stream.Err(); err != nil {
-		return p.mapError(ctx, err)
-	}
-	if ctx.Err() != nil {
-		return llm.ContextError(ctx, p.Name())
-	}
-	if !stopped {
-		return p.up.Truncated()
-	}
-	// input_tokens leaves out the prompt tokens served from or written to
-	// the cache; Ferry counts everything the model read.
-	done.Usage.InputTokens = int(input + cacheWrite + cacheRead)
-	return fn(done)
+// messagesRequest is a Messages API request, streamed.
+type messagesRequest struct {
+	Model     string    `json:"model"`
+	MaxTokens int       `json:"max_tokens"`
+	System    string    `json:"system,omitempty"`
+	Messages  []message `json:"messages"`
+	Stream    bool      `json:"stream"`
 }
 
-// event is the part of a Messages stream event that Stream reads. The SDK's
-// MessageStreamEventUnion decodes every field of every event type through
-// the SDK's own reflective decoder, which cost ~9 µs an event and dominated
-// Ferry's CPU while streaming; encoding/json into this takes a fraction.
+type message struct {
+	Role    string `json:"role"`
+	Content []any  `json:"content"` // textBlock and documentBlock
+}
+
+type textBlock struct {
+	Type string `json:"type"` // "text"
+	Text string `json:"text"`
+}
+
+type documentBlock struct {
+	Type   string `json:"type"` // "document"
+	Source struct {
+		Type      string `json:"type"` // "base64"
+		MediaType string `json:"media_type"`
+		Data      []byte `json:"data"` // encoding/json writes []byte as base64
+	} `json:"source"`
+	Title string `json:"title,omitempty"`
+}
+
+func newRequest(req llm.Request) messagesRequest {
+	body := messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages))}
+	if body.Model == "" {
+		body.Model = llm.DefaultAnthropicModel
+	}
+	if body.MaxTokens <= 0 {
+		body.MaxTokens = DefaultMaxTokens
+	}
+	var system []string
+	if req.System != "" {
+		system = append(system, req.System)
+	}
+	for _, m := range req.Messages {
+		if m.Role == "system" {
+			// The Messages API takes the system prompt beside the turns.
+			system = append(system, m.Text())
+			continue
+		}
+		role := "user"
+		if m.Role == "assistant" {
+			role = "assistant"
+		}
+		blocks := make([]any, 0, len(m.Parts))
+		for _, part := range m.Parts {
+			switch part.Kind {
+			case llm.PartText:
+				blocks = append(blocks, textBlock{Type: "text", Text: part.Text})
+			case llm.PartDocument:
+				d := documentBlock{Type: "document", Title: part.Document.Name}
+				d.Source.Type, d.Source.MediaType, d.Source.Data = "base64", part.Document.MediaType, part.Document.Data
+				blocks = append(blocks, d)
+			}
+		}
+		body.Messages = append(body.Messages, message{Role: role, Content: blocks})
+	}
+	body.System = strings.Join(system, "\n\n")
+	return body
+}
+
+// event is the part of a Messages stream event that Stream reads.
 type event struct {
 	// Type is the data's own "type", which the API keeps equal to the SSE
 	// event name.
@@ -138,91 +156,184 @@ type event struct {
 	} `json:"delta"`
 	// Usage is set on message_delta.
 	Usage usage `json:"usage"`
+	// Error is set on an error event.
+	Error apiError `json:"error"`
 }
 
 type usage struct {
-	InputTokens              int64 `json:"input_tokens"`
-	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
-	OutputTokens             int64 `json:"output_tokens"`
+	InputTokens              int `json:"input_tokens"`
+	CacheCreationInputTokens int `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int `json:"cache_read_input_tokens"`
+	OutputTokens             int `json:"output_tokens"`
 }
 
-// newStream sends the request as Messages.NewStreaming does, through the
-// SDK's own request path (auth and version headers, base URL, HTTP errors as
-// *sdk.Error), but decodes the events into event. The SDK's Stream decodes a
-// type without an UnmarshalJSON method with encoding/json, skips pings, and
-// still turns an "event: error" into the *sdk.Error that mapError reads.
-// What NewStreaming adds besides, OpenTelemetry span attributes and
-// per-request workspace headers, Ferry does not use.
-func (p *Provider) newStream(ctx context.Context, req llm.Request) *ssestream.Stream[event] {
-	var resp *http.Response
-	err := p.client.Post(ctx, "v1/messages", params(req), &resp, option.WithJSONSet("stream", true))
-	return ssestream.NewStream[event](ssestream.NewDecoder(resp), err)
+// apiError is the "error" of an error body or event:
+// {"type": "error", "error": {"type": "overloaded_error", "message": …}}.
+type apiError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
 }
 
-func params(req llm.Request) sdk.MessageNewParams {
-	model := req.Model
-	if model == "" {
-		model = llm.DefaultAnthropicModel
+// Stream implements llm.Provider.Stream. An empty req.Model means
+// claude-sonnet-4-6; req.MaxTokens 0 means DefaultMaxTokens.
+func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
+	body, err := json.Marshal(newRequest(req))
+	if err != nil {
+		return fmt.Errorf("anthropic: encode request: %w", err)
 	}
-	maxTokens := int64(req.MaxTokens)
-	if maxTokens <= 0 {
-		maxTokens = DefaultMaxTokens
+	resp, err := p.send(ctx, http.MethodPost, "/v1/messages", body)
+	if err != nil {
+		return err
 	}
-	system := []string{}
-	if req.System != "" {
-		system = append(system, req.System)
-	}
-	msgs := make([]sdk.MessageParam, 0, len(req.Messages))
-	for _, m := range req.Messages {
-		switch m.Role {
-		case "assistant":
-			msgs = append(msgs, sdk.NewAssistantMessage(sdk.NewTextBlock(m.Text())))
-		case "system":
-			// The Messages API takes the system prompt beside the turns.
-			system = append(system, m.Text())
-		default:
-			msgs = append(msgs, sdk.NewUserMessage(sdk.NewTextBlock(m.Text())))
+	defer resp.Body.Close()
+
+	done := llm.Delta{Done: true}
+	var input, cacheWrite, cacheRead int
+	stopped := false
+	er := llm.NewEventReader(resp.Body)
+	for {
+		name, data, err := er.Next()
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			if errors.Is(err, llm.ErrEventTooLong) {
+				return p.up.EventError("sent an event longer than Ferry reads", err)
+			}
+			return p.up.TransportError(ctx, err)
+		}
+		if string(name) == "ping" {
+			continue
+		}
+		var ev event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return p.up.EventError("sent an event that is not JSON", err)
+		}
+		if string(name) == "error" || ev.Type == "error" {
+			return p.up.EventError(ev.Error.Message, fmt.Errorf("anthropic: %s event: %s", ev.Error.Type, ev.Error.Message))
+		}
+		switch ev.Type {
+		case "message_start":
+			u := ev.Message.Usage
+			done.Model = ev.Message.Model
+			input, cacheWrite, cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
+			done.Usage.OutputTokens = u.OutputTokens
+		case "content_block_delta":
+			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
+				if err := fn(llm.Delta{Text: ev.Delta.Text, More: er.Buffered()}); err != nil {
+					return err
+				}
+			}
+		case "message_delta":
+			// Its usage counts are cumulative; a count it leaves out stays
+			// as message_start gave it.
+			done.StopReason = ev.Delta.StopReason
+			if u := ev.Usage; u.OutputTokens > 0 {
+				done.Usage.OutputTokens = u.OutputTokens
+			}
+			if u := ev.Usage; u.InputTokens > 0 {
+				input, cacheWrite, cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
+			}
+		case "message_stop":
+			// Read on to the end of the body, which follows at once, so
+			// that the connection can be reused.
+			stopped = true
 		}
 	}
-	p := sdk.MessageNewParams{Model: model, MaxTokens: maxTokens, Messages: msgs}
-	if len(system) > 0 {
-		p.System = []sdk.TextBlockParam{{Text: strings.Join(system, "\n\n")}}
-	}
-	return p
-}
-
-// Models implements llm.Provider.Models from the Models API.
-func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
-	pager := p.client.Models.ListAutoPaging(ctx, sdk.ModelListParams{Limit: sdk.Int(1000)})
-	var models []llm.Model
-	for pager.Next() {
-		id := pager.Current().ID
-		models = append(models, llm.Model{ID: llm.Anthropic + "/" + id, Provider: llm.Anthropic, Name: id})
-	}
-	if err := pager.Err(); err != nil {
-		return nil, p.mapError(ctx, err)
-	}
-	return models, nil
-}
-
-// mapError turns what the SDK returned into the errors llm.Provider
-// promises.
-func (p *Provider) mapError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return llm.ContextError(ctx, p.Name())
 	}
-	var apiErr *sdk.Error
-	if !errors.As(err, &apiErr) {
-		return p.up.TransportError(ctx, err)
+	if !stopped {
+		return p.up.Truncated()
 	}
-	if apiErr.StatusCode < 400 {
-		// An "event: error" in a stream that began with 200 OK.
-		return p.up.EventError(apiErr.Message, err)
+	// input_tokens leaves out the prompt tokens served from or written to
+	// the cache; Ferry counts everything the model read.
+	done.Usage.InputTokens = input + cacheWrite + cacheRead
+	return fn(done)
+}
+
+// Models implements llm.Provider.Models from the Models API, page by page.
+func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
+	var models []llm.Model
+	q := url.Values{"limit": {"1000"}}
+	for {
+		page, err := p.modelPage(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range page.Data {
+			models = append(models, llm.Model{ID: llm.Anthropic + "/" + m.ID, Provider: llm.Anthropic, Name: m.ID})
+		}
+		if !page.HasMore || page.LastID == "" || len(page.Data) == 0 {
+			return models, nil
+		}
+		q.Set("after_id", page.LastID)
 	}
-	var header http.Header
-	if apiErr.Response != nil {
-		header = apiErr.Response.Header
+}
+
+type modelPage struct {
+	Data []struct {
+		ID string `json:"id"`
+	} `json:"data"`
+	HasMore bool   `json:"has_more"`
+	LastID  string `json:"last_id"`
+}
+
+func (p *Provider) modelPage(ctx context.Context, q url.Values) (*modelPage, error) {
+	resp, err := p.send(ctx, http.MethodGet, "/v1/models?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
 	}
-	return p.up.HTTPError(apiErr.StatusCode, header, apiErr.Message, err)
+	defer resp.Body.Close()
+	var page modelPage
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&page); err != nil {
+		if ctx.Err() != nil {
+			return nil, llm.ContextError(ctx, p.Name())
+		}
+		return nil, p.up.EventError("sent a model list that is not JSON", err)
+	}
+	return &page, nil
+}
+
+// send makes a request with the API's headers and body as JSON (nil: none),
+// and returns the response when its status is 2xx; otherwise the error
+// llm.Provider promises.
+func (p *Provider) send(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
+	if err != nil {
+		return nil, &ferry.Error{Code: ferry.Internal, Message: "bad ANTHROPIC_BASE_URL", Err: err}
+	}
+	req.Header.Set("X-Api-Key", p.key)
+	req.Header.Set("Anthropic-Version", apiVersion)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return nil, p.up.TransportError(ctx, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil && ctx.Err() != nil {
+		return nil, llm.ContextError(ctx, p.Name())
+	}
+	var e struct {
+		Error apiError `json:"error"`
+	}
+	msg := string(raw)
+	if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	}
+	cause := fmt.Errorf("anthropic: %s %s: status %d", method, path, resp.StatusCode)
+	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
 }

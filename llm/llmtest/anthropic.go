@@ -1,9 +1,12 @@
 package llmtest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,21 +33,133 @@ func (q *anthropicRequest) prompt() string {
 	return b.String()
 }
 
-// contentText reads Anthropic content given as a string or as blocks.
-func contentText(raw json.RawMessage) string {
+// contentBlock is one block of Anthropic content, of the kinds the fake
+// knows: text and document.
+type contentBlock struct {
+	Type   string `json:"type"`
+	Text   string `json:"text"`
+	Title  string `json:"title"`
+	Source struct {
+		Type      string `json:"type"`
+		MediaType string `json:"media_type"`
+		Data      string `json:"data"`
+	} `json:"source"`
+}
+
+// contentBlocks reads Anthropic content given as a string (one text block)
+// or as blocks.
+func contentBlocks(raw json.RawMessage) ([]contentBlock, error) {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s
+		return []contentBlock{{Type: "text", Text: s}}, nil
 	}
-	var blocks []struct {
-		Text string `json:"text"`
-	}
-	_ = json.Unmarshal(raw, &blocks)
-	parts := make([]string, len(blocks))
-	for i, bl := range blocks {
-		parts[i] = bl.Text
+	var blocks []contentBlock
+	err := json.Unmarshal(raw, &blocks)
+	return blocks, err
+}
+
+// contentText reads the text of Anthropic content given as a string or as
+// blocks.
+func contentText(raw json.RawMessage) string {
+	blocks, _ := contentBlocks(raw)
+	var parts []string
+	for _, bl := range blocks {
+		if bl.Type == "text" {
+			parts = append(parts, bl.Text)
+		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// check returns what Anthropic would answer 400 for in the messages'
+// content, as Anthropic words it, or "".
+func (q *anthropicRequest) check() string {
+	for i, m := range q.Messages {
+		blocks, err := contentBlocks(m.Content)
+		if err != nil {
+			return fmt.Sprintf("messages.%d.content: Input should be a valid list", i)
+		}
+		for j, bl := range blocks {
+			at := fmt.Sprintf("messages.%d.content.%d", i, j)
+			switch bl.Type {
+			case "text", "image":
+			case "document":
+				if msg := checkDocument(bl); msg != "" {
+					return at + ".document.source" + msg
+				}
+			default:
+				return fmt.Sprintf("%s: Input tag '%s' found using 'type' does not match any of the expected tags", at, bl.Type)
+			}
+		}
+	}
+	return ""
+}
+
+func checkDocument(bl contentBlock) string {
+	switch src := bl.Source; src.Type {
+	case "base64":
+		if src.MediaType != "application/pdf" {
+			return ".base64.media_type: Input should be 'application/pdf'"
+		}
+		if _, err := base64.StdEncoding.DecodeString(src.Data); err != nil || src.Data == "" {
+			return ".base64.data: The PDF specified was not valid base64"
+		}
+	case "text":
+		if src.MediaType != "text/plain" {
+			return ".text.media_type: Input should be 'text/plain'"
+		}
+	default:
+		return fmt.Sprintf(": Input tag '%s' found using 'type' does not match any of the expected tags", src.Type)
+	}
+	return ""
+}
+
+// Document is a document block the fake received in an Anthropic request.
+type Document struct {
+	Title     string
+	MediaType string
+	Data      []byte // decoded from base64
+}
+
+// Documents returns the document blocks of an Anthropic Messages request,
+// in order, with their data decoded.
+func (r *Request) Documents() []Document {
+	var q anthropicRequest
+	_ = json.Unmarshal(r.Body, &q)
+	var docs []Document
+	for _, m := range q.Messages {
+		blocks, _ := contentBlocks(m.Content)
+		for _, bl := range blocks {
+			if bl.Type != "document" {
+				continue
+			}
+			d := Document{Title: bl.Title, MediaType: bl.Source.MediaType, Data: []byte(bl.Source.Data)}
+			if bl.Source.Type == "base64" {
+				d.Data, _ = base64.StdEncoding.DecodeString(bl.Source.Data)
+			}
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// anthropicVersions are the values of the anthropic-version header the API
+// takes.
+var anthropicVersions = map[string]bool{"2023-06-01": true, "2023-01-01": true}
+
+// anthropicHeaders returns the status and message Anthropic answers a
+// request with that lacks its key or version header, else 0.
+func anthropicHeaders(r *http.Request) (int, string) {
+	if r.Header.Get("X-Api-Key") == "" {
+		return http.StatusUnauthorized, "x-api-key header is required"
+	}
+	switch v := r.Header.Get("Anthropic-Version"); {
+	case v == "":
+		return http.StatusBadRequest, "anthropic-version: header is required"
+	case !anthropicVersions[v]:
+		return http.StatusBadRequest, fmt.Sprintf("anthropic-version: invalid version %q", v)
+	}
+	return 0, ""
 }
 
 // anthropicErrorTypes are the error types Anthropic names per status.
@@ -107,7 +222,10 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var q anthropicRequest
+	status, msg := anthropicHeaders(r)
 	switch err := json.Unmarshal(rec.Body, &q); {
+	case status != 0:
+		anthropicError(w, rec.Seq, status, msg)
 	case err != nil:
 		anthropicError(w, rec.Seq, 400, "invalid JSON: "+err.Error())
 	case p.fail:
@@ -119,6 +237,8 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 		anthropicError(w, rec.Seq, 400, "max_tokens: Field required")
 	case len(q.Messages) == 0:
 		anthropicError(w, rec.Seq, 400, "messages: at least one message is required")
+	case q.check() != "":
+		anthropicError(w, rec.Seq, 400, q.check())
 	case !q.Stream:
 		stop := p.stopReason("end_turn")
 		writeJSON(w, http.StatusOK, anthropicMessage{
@@ -206,36 +326,27 @@ func (a *anthropicWire) close(sent int) []byte {
 	return append(out, sse("message_stop", []byte(`{"type":"message_stop"}`))...)
 }
 
-// models answers GET /v1/models, which Anthropic and OpenAI share; the
-// anthropic-version header every Anthropic client sends tells them apart.
+// isAnthropic reports whether r comes from an Anthropic client: to the
+// Messages API, or with the headers every Anthropic client sends to the
+// /v1/models path it shares with OpenAI.
+func isAnthropic(r *http.Request) bool {
+	return r.URL.Path == "/v1/messages" || r.Header.Get("Anthropic-Version") != "" || r.Header.Get("X-Api-Key") != ""
+}
+
+// models answers GET /v1/models, which Anthropic and OpenAI share.
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	rec, p, ok := s.begin(w, r, false)
 	if !ok {
 		return
 	}
 	defer s.end(rec, false)
-	anthropic := r.Header.Get("Anthropic-Version") != ""
-	// Model lists never fail by FailFirst; p.fail here means a wrong key.
-	if p.fail {
-		if anthropic {
-			anthropicError(w, rec.Seq, http.StatusUnauthorized, "")
-		} else {
-			openAIError(w, http.StatusUnauthorized, "")
-		}
+	if isAnthropic(r) {
+		anthropicModels(w, r, rec.Seq, p)
 		return
 	}
-	if anthropic {
-		names := DefaultModels("anthropic")
-		data := make([]map[string]any, len(names))
-		for i, n := range names {
-			data[i] = map[string]any{
-				"type": "model", "id": n, "display_name": n,
-				"created_at": time.Date(2025, 10, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339),
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"data": data, "has_more": false, "first_id": names[0], "last_id": names[len(names)-1],
-		})
+	// Model lists never fail by FailFirst; p.fail here means a wrong key.
+	if p.fail {
+		openAIError(w, http.StatusUnauthorized, "")
 		return
 	}
 	names := DefaultModels("openai")
@@ -244,4 +355,49 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 		data[i] = map[string]any{"id": n, "object": "model", "created": 1715367049, "owned_by": "system"}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+// anthropicModels answers Anthropic's GET /v1/models a page at a time, as
+// limit (1 to 1000, default 20) and after_id ask.
+func anthropicModels(w http.ResponseWriter, r *http.Request, seq int, p plan) {
+	if status, msg := anthropicHeaders(r); status != 0 {
+		anthropicError(w, seq, status, msg)
+		return
+	}
+	if p.fail {
+		anthropicError(w, seq, http.StatusUnauthorized, "")
+		return
+	}
+	limit := 20
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			anthropicError(w, seq, http.StatusBadRequest, "limit: Input should be less than or equal to 1000")
+			return
+		}
+		limit = n
+	}
+	names := DefaultModels("anthropic")
+	if after := r.URL.Query().Get("after_id"); after != "" {
+		i := slices.Index(names, after)
+		if i < 0 {
+			anthropicError(w, seq, http.StatusBadRequest, "after_id: no such model")
+			return
+		}
+		names = names[i+1:]
+	}
+	more := len(names) > limit
+	names = names[:min(limit, len(names))]
+	data := make([]map[string]any, len(names))
+	for i, n := range names {
+		data[i] = map[string]any{
+			"type": "model", "id": n, "display_name": n,
+			"created_at": time.Date(2025, 10, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339),
+		}
+	}
+	var first, last any
+	if len(names) > 0 {
+		first, last = names[0], names[len(names)-1]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": data, "has_more": more, "first_id": first, "last_id": last})
 }

@@ -361,7 +361,9 @@ func (c *conformance) badRequest(t *testing.T) {
 	var waits []time.Duration
 	var got collected
 	err := fastRetry(p, &waits).Stream(t.Context(), request(c.a.Model), got.fn)
-	fe := wantCode(t, err, ferry.Upstream)
+	// The adapter passes the status to llm.Upstream.HTTPError, which
+	// decides what a 400 means to Ferry's clients.
+	fe := wantCode(t, err, llm.Upstream{}.HTTPError(http.StatusBadRequest, nil, "", nil).Code)
 	if !strings.Contains(fe.Message, "roles must alternate") {
 		t.Errorf("message = %q, want the upstream's", fe.Message)
 	}

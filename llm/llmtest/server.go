@@ -84,7 +84,10 @@ type Script struct {
 	Fragment bool
 
 	// APIKey, when set, is the key every request must present (x-api-key
-	// or Authorization: Bearer); others get the provider's 401.
+	// to Anthropic, Authorization: Bearer to the others); others get the
+	// provider's 401. Anthropic requests need an x-api-key and an
+	// anthropic-version header even when APIKey is empty, as the real API
+	// does.
 	APIKey string
 }
 
@@ -317,11 +320,17 @@ func (s *Server) end(rec *Request, cancelled bool) {
 	close(rec.done)
 }
 
+// presentedKey is the key r presents: Anthropic's x-api-key, or the
+// bearer credential everyone else sends.
 func presentedKey(r *http.Request) string {
-	if k := r.Header.Get("X-Api-Key"); k != "" {
-		return k
+	if isAnthropic(r) {
+		return r.Header.Get("X-Api-Key")
 	}
-	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	k, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return k
 }
 
 // plan is the script one request is answered with.

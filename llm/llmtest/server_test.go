@@ -3,6 +3,7 @@ package llmtest_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -32,6 +33,9 @@ func post(t *testing.T, url, body string, header map[string]string) (*http.Respo
 	return resp, string(b)
 }
 
+// anthropicHeaders are the headers every Anthropic request needs.
+var anthropicHeaders = map[string]string{"X-Api-Key": "sk-ant-any", "Anthropic-Version": "2023-06-01"}
+
 func TestOllamaGenerate(t *testing.T) {
 	s := llmtest.Start(t)
 	s.SetScript(llmtest.Script{Deltas: []string{"a", "b"}, InputTokens: 5})
@@ -54,12 +58,15 @@ func TestOllamaGenerate(t *testing.T) {
 func TestNonStreaming(t *testing.T) {
 	s := llmtest.Start(t)
 	s.SetScript(llmtest.Script{Deltas: []string{"Hello, ", "世界"}})
-	for _, tc := range []struct{ path, body, want string }{
-		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, `"text":"Hello, 世界"`},
-		{"/v1/chat/completions", `{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}`, `"content":"Hello, 世界"`},
-		{"/api/chat", `{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hi"}]}`, `"content":"Hello, 世界"`},
+	for _, tc := range []struct {
+		path, body, want string
+		header           map[string]string
+	}{
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, `"text":"Hello, 世界"`, anthropicHeaders},
+		{"/v1/chat/completions", `{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}`, `"content":"Hello, 世界"`, nil},
+		{"/api/chat", `{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hi"}]}`, `"content":"Hello, 世界"`, nil},
 	} {
-		resp, body := post(t, s.URL+tc.path, tc.body, nil)
+		resp, body := post(t, s.URL+tc.path, tc.body, tc.header)
 		if resp.StatusCode != 200 || !strings.Contains(body, tc.want) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			t.Errorf("%s: %d %s, want JSON with %s", tc.path, resp.StatusCode, body, tc.want)
 		}
@@ -71,7 +78,7 @@ func TestFailFirstCountsFromSetScript(t *testing.T) {
 	s.SetScript(llmtest.Script{FailFirst: 2, FailStatus: 529, FailHeader: http.Header{"Retry-After": {"1"}}})
 	body := `{"model":"claude-x","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	for i, want := range []int{529, 529, 200} {
-		resp, got := post(t, s.AnthropicURL()+"/v1/messages", body, nil)
+		resp, got := post(t, s.AnthropicURL()+"/v1/messages", body, anthropicHeaders)
 		if resp.StatusCode != want {
 			t.Fatalf("request %d: status %d, want %d", i+1, resp.StatusCode, want)
 		}
@@ -91,8 +98,129 @@ func TestAPIKeyChecked(t *testing.T) {
 	if resp, _ := post(t, s.OpenAIURL()+"/chat/completions", body, map[string]string{"Authorization": "Bearer right"}); resp.StatusCode != 200 {
 		t.Errorf("right key: status %d, want 200", resp.StatusCode)
 	}
+	if resp, _ := post(t, s.OpenAIURL()+"/chat/completions", body, map[string]string{"Authorization": "right"}); resp.StatusCode != 401 {
+		t.Errorf("key without Bearer: status %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := post(t, s.OpenAIURL()+"/chat/completions", body, map[string]string{"Authorization": "Bearer right"}); resp.StatusCode != 200 {
+		t.Errorf("right key: status %d, want 200", resp.StatusCode)
+	}
 	if got := s.Last().Header.Get("Authorization"); got != "REDACTED" {
 		t.Errorf("recorded Authorization = %q, want it redacted", got)
+	}
+
+	// Anthropic takes its key in x-api-key, never as a bearer credential.
+	msg := `{"model":"claude-x","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	for _, h := range []map[string]string{
+		{"X-Api-Key": "wrong", "Anthropic-Version": "2023-06-01"},
+		{"Authorization": "Bearer right", "Anthropic-Version": "2023-06-01"},
+	} {
+		if resp, got := post(t, s.AnthropicURL()+"/v1/messages", msg, h); resp.StatusCode != 401 || !strings.Contains(got, `"authentication_error"`) {
+			t.Errorf("%v: %d %s, want 401 authentication_error", h, resp.StatusCode, got)
+		}
+	}
+	if resp, _ := post(t, s.AnthropicURL()+"/v1/messages", msg, map[string]string{"X-Api-Key": "right", "Anthropic-Version": "2023-06-01"}); resp.StatusCode != 200 {
+		t.Errorf("right x-api-key: status %d, want 200", resp.StatusCode)
+	}
+	if got := s.Last().Header.Get("X-Api-Key"); got != "REDACTED" {
+		t.Errorf("recorded X-Api-Key = %q, want it redacted", got)
+	}
+}
+
+// TestAnthropicHeadersRequired checks what the real API checks of every
+// request, with no key configured: an x-api-key (else 401) and a known
+// anthropic-version (else 400), in Anthropic's error shape.
+func TestAnthropicHeadersRequired(t *testing.T) {
+	s := llmtest.Start(t)
+	msg := `{"model":"claude-x","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	for _, tc := range []struct {
+		header map[string]string
+		status int
+		typ    string
+	}{
+		{map[string]string{"Anthropic-Version": "2023-06-01"}, 401, "authentication_error"},
+		{map[string]string{"X-Api-Key": "k"}, 400, "invalid_request_error"},
+		{map[string]string{"X-Api-Key": "k", "Anthropic-Version": "2024-13-01"}, 400, "invalid_request_error"},
+		{anthropicHeaders, 200, ""},
+	} {
+		for _, rq := range []struct{ method, path, body string }{{"POST", "/v1/messages", msg}, {"GET", "/v1/models", ""}} {
+			req, _ := http.NewRequest(rq.method, s.AnthropicURL()+rq.path, strings.NewReader(rq.body))
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(got), tc.typ) {
+				t.Errorf("%s %s with %v: %d %s, want %d %s", rq.method, rq.path, tc.header, resp.StatusCode, got, tc.status, tc.typ)
+			}
+			if tc.status != 200 && !strings.Contains(string(got), `{"type":"error","error":{"type":`) {
+				t.Errorf("%s %s with %v: not Anthropic's error shape: %s", rq.method, rq.path, tc.header, got)
+			}
+		}
+	}
+}
+
+func TestAnthropicDocuments(t *testing.T) {
+	s := llmtest.Start(t)
+	pdf := []byte("%PDF-1.4 not really")
+	b64 := base64.StdEncoding.EncodeToString(pdf)
+	for _, tc := range []struct {
+		name, block string
+		status      int
+	}{
+		{"base64 PDF", `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"` + b64 + `"},"title":"a.pdf"}`, 200},
+		{"plain text", `{"type":"document","source":{"type":"text","media_type":"text/plain","data":"hello"}}`, 200},
+		{"base64 not a PDF", `{"type":"document","source":{"type":"base64","media_type":"text/plain","data":"` + b64 + `"}}`, 400},
+		{"not base64", `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"%%%"}}`, 400},
+		{"unknown block", `{"type":"hologram"}`, 400},
+	} {
+		body := `{"model":"claude-x","max_tokens":5,"stream":true,"messages":[{"role":"user","content":[` + tc.block + `,{"type":"text","text":"summarise"}]}]}`
+		resp, got := post(t, s.AnthropicURL()+"/v1/messages", body, anthropicHeaders)
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, got, tc.status)
+		}
+	}
+	docs := s.Requests()[0].Documents()
+	if len(docs) != 1 || docs[0].Title != "a.pdf" || docs[0].MediaType != "application/pdf" || string(docs[0].Data) != string(pdf) {
+		t.Errorf("Documents() = %+v, want the PDF decoded", docs)
+	}
+}
+
+func TestAnthropicModelPages(t *testing.T) {
+	s := llmtest.Start(t)
+	var ids []string
+	q := "limit=2"
+	for range 3 {
+		req, _ := http.NewRequest("GET", s.AnthropicURL()+"/v1/models?"+q, nil)
+		for k, v := range anthropicHeaders {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+			HasMore bool   `json:"has_more"`
+			LastID  string `json:"last_id"`
+		}
+		json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		for _, m := range page.Data {
+			ids = append(ids, m.ID)
+		}
+		if !page.HasMore {
+			break
+		}
+		q = "limit=2&after_id=" + page.LastID
+	}
+	if want := llmtest.DefaultModels("anthropic"); strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Errorf("models over pages = %v, want %v", ids, want)
 	}
 }
 
