@@ -1,18 +1,19 @@
-// Package openai adapts the Chat Completions API to llm.Provider, on the
-// official Go SDK. It serves OpenAI itself and the servers that speak its
-// API: vLLM, llama.cpp, LM Studio, Ollama's /v1.
+// Package openai adapts the Chat Completions API to llm.Provider. It serves
+// OpenAI itself and the servers that speak its API: vLLM, llama.cpp, LM
+// Studio, Ollama's /v1. It speaks the small part of the HTTP API Ferry uses
+// itself: POST /chat/completions, streamed as server-sent events, and GET
+// /models.
 package openai
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
-
-	sdk "github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
-	"github.com/openai/openai-go/v3/packages/ssestream"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/llm"
@@ -21,50 +22,42 @@ import (
 // DefaultBaseURL is OpenAI's own API root.
 const DefaultBaseURL = "https://api.openai.com/v1"
 
+// maxBody bounds a model list or an error body read whole.
+const maxBody = 8 << 20
+
 // Config configures a Provider.
 type Config struct {
-	// APIKey is OPENAI_API_KEY; local servers often need none.
+	// APIKey is OPENAI_API_KEY; local servers often need none, and without
+	// one no Authorization header is sent.
 	APIKey string
 	// BaseURL is the API root including /v1 (OPENAI_BASE_URL); empty means
 	// DefaultBaseURL.
 	BaseURL string
-	// HTTPClient makes the calls; nil means the SDK's default client.
+	// HTTPClient makes the calls; nil means http.DefaultClient.
 	HTTPClient *http.Client
 }
 
 // Provider streams chat turns from an OpenAI-compatible server. It is safe
 // for concurrent use.
 type Provider struct {
-	client sdk.Client
-	up     llm.Upstream
+	key  string
+	base string
+	hc   *http.Client
+	up   llm.Upstream
 }
 
 // New returns a Provider for cfg. It makes no call upstream.
 func New(cfg Config) *Provider {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
 	}
-	opts := []option.RequestOption{
-		// Set even when empty, so that an OPENAI_* variable the SDK reads
-		// from the environment cannot override Ferry's Config.
-		option.WithBaseURL(cfg.BaseURL),
-		option.WithAPIKey(cfg.APIKey),
-		// The SDK's generic Post, which Stream uses, falls back to the
-		// admin key when the API key is empty; NewStreaming never sent it,
-		// and no OPENAI_ADMIN_KEY in the environment should reach a local
-		// server.
-		option.WithAdminAPIKey(""),
-		// llm.WithRetry retries every provider alike, and only while no
-		// text has reached the caller.
-		option.WithMaxRetries(0),
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
 	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, option.WithHTTPClient(cfg.HTTPClient))
-	}
-	return &Provider{
-		client: sdk.NewClient(opts...),
-		up:     llm.Upstream{Name: llm.OpenAI, KeySetting: "OPENAI_API_KEY", URLSetting: "OPENAI_BASE_URL"},
-	}
+	return &Provider{key: cfg.APIKey, base: base, hc: hc,
+		up: llm.Upstream{Name: llm.OpenAI, KeySetting: "OPENAI_API_KEY", URLSetting: "OPENAI_BASE_URL"}}
 }
 
 // Name returns "openai".
@@ -73,60 +66,59 @@ func (p *Provider) Name() string { return llm.OpenAI }
 // Accepts reports that Chat Completions servers take text only here.
 func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText }
 
-// Stream implements llm.Provider.Stream. An empty req.Model means the first
-// model the server lists.
-func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
-	if req.Model == "" {
-		m, err := p.firstModel(ctx)
-		if err != nil {
-			return err
-		}
-		req.Model = m
-	}
-	stream := p.newStream(ctx, req)
-	defer stream.Close()
-
-	done := llm.Delta{Done: true}
-	finished := false
-	for stream.Next() {
-		chunk := stream.Current()
-		if chunk.Model != "" {
-			done.Model = chunk.Model
-		}
-		// With include_usage the last chunk has no choices, only usage;
-		// the others carry "usage": null.
-		if u := chunk.Usage; u.PromptTokens > 0 || u.CompletionTokens > 0 {
-			done.Usage = llm.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
-		}
-		if len(chunk.Choices) == 0 {
-			continue
-		}
-		c := chunk.Choices[0]
-		if c.Delta.Content != "" {
-			if err := fn(llm.Delta{Text: c.Delta.Content}); err != nil {
-				return err
-			}
-		}
-		if c.FinishReason != "" {
-			done.StopReason, finished = c.FinishReason, true
-		}
-	}
-	if err := stream.Err(); err != nil {
-		return p.mapError(ctx, err)
-	}
-	if ctx.Err() != nil {
-		return llm.ContextError(ctx, p.Name())
-	}
-	if !finished {
-		return p.up.Truncated()
-	}
-	return fn(done)
+// chatRequest is a Chat Completions request, streamed with usage.
+type chatRequest struct {
+	Model         string        `json:"model"`
+	Messages      []chatMessage `json:"messages"`
+	Stream        bool          `json:"stream"`
+	StreamOptions struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           int `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int `json:"max_completion_tokens,omitempty"`
 }
 
-// chunk is the part of a chat.completion.chunk that Stream reads. The SDK's
-// ChatCompletionChunk decodes every field the API defines through the SDK's
-// own reflective decoder, which cost ~19 µs a chunk and dominated Ferry's CPU
-// while streaming; encoding/json into this takes a small fraction of that.
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+func newRequest(req llm.Request) chatRequest {
+	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1)}
+	body.StreamOptions.IncludeUsage = true
+	if req.System != "" {
+		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
+	}
+	for _, m := range req.Messages {
+		role := "user"
+		if m.Role == "assistant" || m.Role == "system" {
+			role = m.Role
+		}
+		body.Messages = append(body.Messages, chatMessage{Role: role, Content: m.Text()})
+	}
+	if req.MaxTokens > 0 {
+		// OpenAI's reasoning models take only max_completion_tokens; the
+		// compatible servers know max_tokens better.
+		if isReasoningModel(req.Model) {
+			body.MaxCompletionTokens = req.MaxTokens
+		} else {
+			body.MaxTokens = req.MaxTokens
+		}
+	}
+	return body
+}
+
+func isReasoningModel(model string) bool {
+	for _, prefix := range []string{"o1", "o3", "o4", "gpt-5"} {
+		if strings.HasPrefix(model, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// chunk is the part of a chat.completion.chunk that Stream reads, or an
+// error a server sends in the stream instead.
 type chunk struct {
 	Model   string `json:"model"`
 	Choices []struct {
@@ -139,107 +131,90 @@ type chunk struct {
 		PromptTokens     int `json:"prompt_tokens"`
 		CompletionTokens int `json:"completion_tokens"`
 	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
 }
 
-// newStream sends the request as Chat.Completions.NewStreaming does, through
-// the SDK's own request path (auth, base URL, HTTP errors as *sdk.Error), but
-// decodes the events into chunk. The SDK's Stream decodes a type without an
-// UnmarshalJSON method with encoding/json, and still turns an in-stream
-// {"error": …} event into the *ssestream.StreamError that mapError reads.
-func (p *Provider) newStream(ctx context.Context, req llm.Request) *ssestream.Stream[chunk] {
-	var resp *http.Response
-	err := p.client.Post(ctx, "chat/completions", params(req), &resp, option.WithJSONSet("stream", true))
-	return ssestream.NewStream[chunk](ssestream.NewDecoder(resp), err)
-}
-
-func params(req llm.Request) sdk.ChatCompletionNewParams {
-	msgs := make([]sdk.ChatCompletionMessageParamUnion, 0, len(req.Messages)+1)
-	if req.System != "" {
-		msgs = append(msgs, sdk.SystemMessage(req.System))
-	}
-	for _, m := range req.Messages {
-		switch m.Role {
-		case "assistant":
-			msgs = append(msgs, sdk.AssistantMessage(m.Text()))
-		case "system":
-			msgs = append(msgs, sdk.SystemMessage(m.Text()))
-		default:
-			msgs = append(msgs, sdk.UserMessage(m.Text()))
+// Stream implements llm.Provider.Stream. An empty req.Model means the first
+// model the server lists.
+func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
+	if req.Model == "" {
+		m, err := p.firstModel(ctx)
+		if err != nil {
+			return err
 		}
+		req.Model = m
 	}
-	p := sdk.ChatCompletionNewParams{
-		Model:         req.Model,
-		Messages:      msgs,
-		StreamOptions: sdk.ChatCompletionStreamOptionsParam{IncludeUsage: sdk.Bool(true)},
-	}
-	if req.MaxTokens > 0 {
-		// OpenAI's reasoning models take only max_completion_tokens; the
-		// compatible servers know max_tokens better.
-		if isReasoningModel(req.Model) {
-			p.MaxCompletionTokens = sdk.Int(int64(req.MaxTokens))
-		} else {
-			p.MaxTokens = sdk.Int(int64(req.MaxTokens))
-		}
-	}
-	return p
-}
-
-func isReasoningModel(model string) bool {
-	for _, prefix := range []string{"o1", "o3", "o4", "gpt-5"} {
-		if strings.HasPrefix(model, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// Models implements llm.Provider.Models from GET /models.
-func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
-	pager := p.client.Models.ListAutoPaging(ctx)
-	var models []llm.Model
-	for pager.Next() {
-		id := pager.Current().ID
-		models = append(models, llm.Model{ID: llm.OpenAI + "/" + id, Provider: llm.OpenAI, Name: id})
-	}
-	if err := pager.Err(); err != nil {
-		return nil, p.mapError(ctx, err)
-	}
-	return models, nil
-}
-
-func (p *Provider) firstModel(ctx context.Context) (string, error) {
-	models, err := p.Models(ctx)
+	body, err := json.Marshal(newRequest(req))
 	if err != nil {
-		return "", err
+		return fmt.Errorf("openai: encode request: %w", err)
 	}
-	if len(models) == 0 {
-		return "", ferry.Errorf(ferry.Invalid, "no model named, and the server at OPENAI_BASE_URL lists none; set FERRY_DEFAULT_MODEL")
+	resp, err := p.send(ctx, http.MethodPost, "/chat/completions", body)
+	if err != nil {
+		return err
 	}
-	return models[0].Name, nil
-}
+	defer resp.Body.Close()
 
-// mapError turns what the SDK returned into the errors llm.Provider
-// promises.
-func (p *Provider) mapError(ctx context.Context, err error) error {
+	done := llm.Delta{Done: true}
+	finished, ended := false, false
+	er := llm.NewEventReader(resp.Body)
+	for {
+		name, data, err := er.Next()
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			if errors.Is(err, llm.ErrEventTooLong) {
+				return p.up.EventError("sent an event longer than Ferry reads", err)
+			}
+			return p.up.TransportError(ctx, err)
+		}
+		// Read on past [DONE] to the end of the body, which follows at
+		// once, so that the connection can be reused.
+		if ended || bytes.HasPrefix(data, []byte("[DONE]")) {
+			ended = true
+			continue
+		}
+		var c chunk
+		if string(name) == "error" {
+			return p.up.EventError(eventMessage(data), fmt.Errorf("openai: error event: %s", data))
+		}
+		if err := json.Unmarshal(data, &c); err != nil {
+			return p.up.EventError("sent an event that is not JSON", err)
+		}
+		if len(c.Error) > 0 && string(c.Error) != "null" {
+			return p.up.EventError(eventMessage(data), fmt.Errorf("openai: error event: %s", data))
+		}
+		if c.Model != "" {
+			done.Model = c.Model
+		}
+		// With include_usage the last chunk has no choices, only usage;
+		// the others carry "usage": null.
+		if u := c.Usage; u.PromptTokens > 0 || u.CompletionTokens > 0 {
+			done.Usage = llm.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
+		}
+		if len(c.Choices) == 0 {
+			continue
+		}
+		ch := c.Choices[0]
+		if ch.Delta.Content != "" {
+			if err := fn(llm.Delta{Text: ch.Delta.Content, More: er.Buffered()}); err != nil {
+				return err
+			}
+		}
+		if ch.FinishReason != "" {
+			done.StopReason, finished = ch.FinishReason, true
+		}
+	}
 	if ctx.Err() != nil {
 		return llm.ContextError(ctx, p.Name())
 	}
-	var apiErr *sdk.Error
-	if errors.As(err, &apiErr) {
-		var header http.Header
-		if apiErr.Response != nil {
-			header = apiErr.Response.Header
-		}
-		return p.up.HTTPError(apiErr.StatusCode, header, apiErr.Message, err)
+	if !finished {
+		return p.up.Truncated()
 	}
-	var streamErr *ssestream.StreamError
-	if errors.As(err, &streamErr) {
-		return p.up.EventError(eventMessage(streamErr.Event.Data), err)
-	}
-	return p.up.TransportError(ctx, err)
+	return fn(done)
 }
 
-// eventMessage reads the message of an in-stream error event, which servers
+// eventMessage reads the message of an error event or body, which servers
 // send as {"error": {"message": …}} or, some, {"error": "…"}.
 func eventMessage(data []byte) string {
 	var ev struct {
@@ -257,4 +232,81 @@ func eventMessage(data []byte) string {
 	var s string
 	_ = json.Unmarshal(ev.Error, &s)
 	return s
+}
+
+// Models implements llm.Provider.Models from GET /models.
+func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
+	resp, err := p.send(ctx, http.MethodGet, "/models", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&list); err != nil {
+		if ctx.Err() != nil {
+			return nil, llm.ContextError(ctx, p.Name())
+		}
+		return nil, p.up.EventError("sent a model list that is not JSON", err)
+	}
+	models := make([]llm.Model, len(list.Data))
+	for i, m := range list.Data {
+		models[i] = llm.Model{ID: llm.OpenAI + "/" + m.ID, Provider: llm.OpenAI, Name: m.ID}
+	}
+	return models, nil
+}
+
+func (p *Provider) firstModel(ctx context.Context) (string, error) {
+	models, err := p.Models(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(models) == 0 {
+		return "", ferry.Errorf(ferry.Invalid, "no model named, and the server at OPENAI_BASE_URL lists none; set FERRY_DEFAULT_MODEL")
+	}
+	return models[0].Name, nil
+}
+
+// send makes a request with the key, when there is one, and body as JSON
+// (nil: none), and returns the response when its status is 2xx; otherwise
+// the error llm.Provider promises.
+func (p *Provider) send(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
+	if err != nil {
+		return nil, &ferry.Error{Code: ferry.Internal, Message: "bad OPENAI_BASE_URL", Err: err}
+	}
+	if p.key != "" {
+		req.Header.Set("Authorization", "Bearer "+p.key)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return nil, p.up.TransportError(ctx, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil && ctx.Err() != nil {
+		return nil, llm.ContextError(ctx, p.Name())
+	}
+	msg := eventMessage(raw)
+	if msg == "" {
+		msg = string(raw)
+	}
+	cause := fmt.Errorf("openai: %s %s: status %d", method, path, resp.StatusCode)
+	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
 }

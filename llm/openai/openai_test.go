@@ -1,12 +1,14 @@
 package openai_test
 
 import (
-	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/llmtest"
 	"github.com/ferryhq/ferry/llm/openai"
@@ -26,23 +28,103 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// Stream goes through the SDK's generic Post, which would send the
-// environment's admin key when Config has no API key.
-func TestStreamSendsNoAdminKey(t *testing.T) {
+func discard(llm.Delta) error { return nil }
+
+// TestRequest checks the request on the wire: a bearer credential only when
+// there is a key (and never one from the environment), usage asked for, and
+// the token limit under the name the model takes.
+func TestRequest(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "sk-from-env")
 	t.Setenv("OPENAI_ADMIN_KEY", "sk-admin-secret")
-	var auth string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth = r.Header.Get("Authorization")
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
-	}))
-	defer srv.Close()
-	p := openai.New(openai.Config{BaseURL: srv.URL, HTTPClient: srv.Client()})
-	err := p.Stream(context.Background(), llm.Request{Model: "m"}, func(llm.Delta) error { return nil })
-	if err != nil {
-		t.Fatal(err)
+	s := llmtest.Start(t)
+	type body struct {
+		Model               string `json:"model"`
+		Stream              bool   `json:"stream"`
+		MaxTokens           *int   `json:"max_tokens"`
+		MaxCompletionTokens *int   `json:"max_completion_tokens"`
+		StreamOptions       struct {
+			IncludeUsage bool `json:"include_usage"`
+		} `json:"stream_options"`
+		Messages []struct{ Role, Content string } `json:"messages"`
 	}
-	if auth != "" {
-		t.Errorf("Authorization = %q, want none", auth)
+	for _, tc := range []struct {
+		key, model, auth string
+		maxTokens        int
+		want             func(b body) bool
+	}{
+		{"", "gpt-4o-mini", "", 0, func(b body) bool { return b.MaxTokens == nil && b.MaxCompletionTokens == nil }},
+		{"sk-x", "gpt-4o-mini", "REDACTED", 50, func(b body) bool { return *b.MaxTokens == 50 && b.MaxCompletionTokens == nil }},
+		{"sk-x", "o3-mini", "REDACTED", 50, func(b body) bool { return b.MaxTokens == nil && *b.MaxCompletionTokens == 50 }},
+	} {
+		p := openai.New(openai.Config{APIKey: tc.key, BaseURL: s.OpenAIURL() + "/"})
+		req := llm.Request{Model: tc.model, System: "be brief", MaxTokens: tc.maxTokens,
+			Messages: []llm.Message{llm.TextMessage("user", "hi"), llm.TextMessage("assistant", "ok"), llm.TextMessage("tool", "more")}}
+		if err := p.Stream(t.Context(), req, discard); err != nil {
+			t.Fatal(err)
+		}
+		up := s.Last()
+		if got := up.Header.Get("Authorization"); got != tc.auth {
+			t.Errorf("key %q: Authorization = %q, want %q", tc.key, got, tc.auth)
+		}
+		var b body
+		if err := up.JSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		roles := ""
+		for _, m := range b.Messages {
+			roles += m.Role + " "
+		}
+		if b.Model != tc.model || !b.Stream || !b.StreamOptions.IncludeUsage || !tc.want(b) || roles != "system user assistant user " {
+			t.Errorf("model %s: body %s", tc.model, up.Body)
+		}
+	}
+}
+
+// serve answers every request with status and body.
+func serve(t *testing.T, status int, body string) *openai.Provider {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return openai.New(openai.Config{BaseURL: srv.URL, HTTPClient: srv.Client()})
+}
+
+func TestStreamErrors(t *testing.T) {
+	const text = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		code   ferry.Code
+		says   string
+	}{
+		{"no finish_reason", 200, text + "data: [DONE]\n\n", ferry.Upstream, "without finishing"},
+		{"error object", 200, text + "data: {\"error\":{\"message\":\"model crashed\",\"type\":\"server_error\"}}\n\n", ferry.Upstream, "model crashed"},
+		{"error string", 200, text + "data: {\"error\":\"out of memory\"}\n\n", ferry.Upstream, "out of memory"},
+		{"named error event", 200, text + "event: error\ndata: {\"error\":{\"message\":\"bad\"}}\n\n", ferry.Upstream, "bad"},
+		{"not JSON", 200, "data: {oops\n\n", ferry.Upstream, "not JSON"},
+		{"HTTP error", 401, `{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}`, ferry.Upstream, "OPENAI_API_KEY"},
+		{"HTTP error, string", 429, `{"error":"slow down"}`, ferry.RateLimited, "slow down"},
+		{"HTTP error, not JSON", 502, "Bad Gateway from nginx", ferry.Unavailable, "Bad Gateway from nginx"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := serve(t, tc.status, tc.body).Stream(t.Context(), llm.Request{Model: "m"}, discard)
+			var fe *ferry.Error
+			if !errors.As(err, &fe) || fe.Code != tc.code || !strings.Contains(fe.Message, tc.says) {
+				t.Errorf("err = %v, want %s saying %q", err, tc.code, tc.says)
+			}
+		})
+	}
+}
+
+func TestNoModelListed(t *testing.T) {
+	p := serve(t, 200, `{"object":"list","data":[]}`)
+	err := p.Stream(t.Context(), llm.Request{}, discard)
+	var fe *ferry.Error
+	if !errors.As(err, &fe) || fe.Code != ferry.Invalid || !strings.Contains(fe.Message, "FERRY_DEFAULT_MODEL") {
+		t.Errorf("err = %v, want Invalid naming FERRY_DEFAULT_MODEL", err)
 	}
 }
