@@ -90,8 +90,9 @@ func (e *EventReader) Next() (event, data []byte, err error) {
 }
 
 // Buffered reports whether the reader already holds the whole of a next
-// event, which Next will then return without waiting. It is a hint for
-// Delta.More: it does not look at what the event says.
+// event, which Next will then return without waiting, so that a writer may
+// hold the current delta back and send a burst in one write. It is only a
+// hint: it does not look at what the event says.
 func (e *EventReader) Buffered() bool {
 	b, _ := e.r.Peek(e.r.Buffered())
 	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\r"))
