@@ -294,6 +294,9 @@ func TestWriterSubmitAfterClose(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+		// A write nobody will commit must fail, not hang.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		if err := s.Submit(store.InsertUsage(usage("u1"))).Wait(ctx); !errors.Is(err, store.ErrClosed) {
 			t.Fatalf("Submit after Close: %v, want ErrClosed", err)
 		}
@@ -421,6 +424,13 @@ func TestConversationWrites(t *testing.T) {
 		conv, _ := s.Conversation(ctx, "u1", c.ID)
 		if conv.UpdatedAt.Sub(answer.CreatedAt).Abs() >= time.Microsecond {
 			t.Fatalf("conversation updated_at %v, want the last message's %v", conv.UpdatedAt, answer.CreatedAt)
+		}
+		// The messages table rebuilt by migration 0003 still cascades.
+		if err := s.DeleteConversation(ctx, "u1", c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(mustMessages(t, s, c.ID)); n != 0 {
+			t.Fatalf("%d messages left after deleting their conversation", n)
 		}
 	})
 }
