@@ -235,7 +235,7 @@ func BenchmarkTurn(b *testing.B) {
 			b.Fatal(err)
 		}
 		got := false
-		if _, err := turn.Stream(ctx, func(string) error {
+		if _, err := turn.Stream(ctx, func(llm.Delta) error {
 			if !got {
 				first, got = first+time.Since(start), true
 			}

@@ -11,6 +11,9 @@ import (
 // Conversations returns one page of the user's conversations, most recently
 // active first, and how many there are.
 func (s *Service) Conversations(ctx context.Context, userID string, p ferry.Page) ([]*ferry.Conversation, int, error) {
+	if err := s.store.Sync(ctx); err != nil {
+		return nil, 0, err
+	}
 	return s.store.Conversations(ctx, userID, p)
 }
 
@@ -32,6 +35,11 @@ func (s *Service) CreateConversation(ctx context.Context, userID, title, model s
 // Conversation returns the user's conversation with its messages, oldest
 // first. Another user's conversation is NotFound.
 func (s *Service) Conversation(ctx context.Context, userID, id string) (*ferry.Conversation, []*ferry.Message, error) {
+	// A turn's rows are written after its done event; a client that reads
+	// right after must see them.
+	if err := s.store.Sync(ctx); err != nil {
+		return nil, nil, err
+	}
 	c, err := s.store.Conversation(ctx, userID, id)
 	if err != nil {
 		return nil, nil, err

@@ -34,7 +34,7 @@ func History(earlier []*ferry.Message, message string, budget int) []llm.Message
 	start := len(earlier)
 	for i := len(earlier) - 1; i >= 0; i-- {
 		m := earlier[i]
-		if m.Status == ferry.StatusFailed || m.Content == "" {
+		if m.Status == ferry.StatusFailed || m.Status == ferry.StatusStreaming || m.Content == "" {
 			continue
 		}
 		cost := EstimateTokens(m.Content)
@@ -46,7 +46,7 @@ func History(earlier []*ferry.Message, message string, budget int) []llm.Message
 	}
 	out := make([]llm.Message, 0, len(earlier)-start+1)
 	for _, m := range earlier[start:] {
-		if m.Status == ferry.StatusFailed || m.Content == "" || m.Role == ferry.RoleSystem {
+		if m.Status == ferry.StatusFailed || m.Status == ferry.StatusStreaming || m.Content == "" || m.Role == ferry.RoleSystem {
 			continue
 		}
 		if len(out) == 0 && m.Role != ferry.RoleUserMsg {

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -54,16 +53,12 @@ type usageBody struct {
 	OutputTokens int `json:"output_tokens"`
 }
 
-// errDraining is why a stream stops when the server shuts down.
-var errDraining = ferry.Errorf(ferry.Unavailable, "the server is restarting; send the message again")
-
 func chatStreamOperation() huma.Operation {
 	return huma.Operation{OperationID: "chat-stream", Method: "POST", Path: "/ai/chat/stream", Tags: []string{"ai"},
 		Summary: "Chat, streaming the answer as server-sent events",
 		Description: "Events: first {conversation_id, message_id, model}; then {\"text\": …} per delta; " +
 			"on a failure after the stream began {\"error\": {code, message, status}}; finally {\"done\": true, usage, stop_reason}. " +
 			"A `: keepalive` comment is sent after 15 s of silence.",
-		Security: authenticated,
 		Responses: map[string]*huma.Response{"200": {Description: "An event stream.",
 			Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}},
 	}
@@ -80,57 +75,63 @@ func handleChatStream(s *server, c *chat.Service) func(context.Context, *chatInp
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
-			s.streamTurn(r, w, turn)
+			s.stream(w, r, &seedDialect{turn: turn}, turn.Stream)
 		}}, nil
 	}
 }
 
-func (s *server) streamTurn(r *http.Request, w http.ResponseWriter, turn *chat.Turn) {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
-	defer stop()
+// seedDialect is the seed's event stream: a start event naming the
+// conversation, message and model; {"text"} per delta; on a failure
+// {"error": {code, message, status}}; and last {"done": true}. Every event
+// has an id. The start event goes with the first delta, not before, so
+// that an upstream that fails before answering still gets its own status.
+type seedDialect struct {
+	turn *chat.Turn
+	sse  sseFrames
+}
 
-	sse := newSSE(w, s.opts.Keepalive)
-	defer sse.Close()
-	// The start event goes with the first delta, not before, so that an
-	// upstream that fails before answering still gets its own status.
-	announced := false
-	start := startEvent{ConversationID: turn.ConversationID, MessageID: turn.AssistantMessageID, Model: turn.Provider + "/" + turn.Model}
-	// withStart puts the start event before events the first time.
-	withStart := func(events ...any) []any {
-		if announced {
-			return events
-		}
-		announced = true
-		return append([]any{start}, events...)
+func (d *seedDialect) header(h http.Header) { setSSEHeaders(h) }
+func (d *seedDialect) keepalive() []byte    { return sseKeepalive }
+func (d *seedDialect) errors() errorShape   { return problemShape{} }
+
+func (d *seedDialect) open(b []byte) []byte {
+	t := d.turn
+	return d.sse.event(b, startEvent{ConversationID: t.ConversationID, MessageID: t.AssistantMessageID, Model: t.Provider + "/" + t.Model})
+}
+
+func (d *seedDialect) text(b []byte, delta llm.Delta, first bool) []byte {
+	if first {
+		b = d.open(b)
 	}
-	res, err := turn.Stream(ctx, func(text string) error {
-		return sse.Send(withStart(textEvent{Text: text})...)
-	})
-	if r.Context().Err() != nil {
-		return // the client left; the turn is stored as cancelled
+	return d.sse.event(b, textEvent{Text: delta.Text})
+}
+
+func (d *seedDialect) fail(b []byte, fe *ferry.Error, started bool) []byte {
+	if !started {
+		b = d.open(b)
 	}
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			err = context.Cause(ctx)
-		}
-		fe := s.public(r.Context(), err)
-		if !sse.Started() {
-			sse.Close()
-			var h http.Header
-			if fe.RetryAfter > 0 {
-				h = http.Header{"Retry-After": {retryAfter(fe.RetryAfter)}}
-			}
-			writeProblem(w, statusOf[fe.Code], fe.Message, h)
-			return
-		}
-		sse.Send(withStart(newErrorEvent(fe), doneEvent{Done: true})...)
-		return
+	b = d.sse.event(b, errorEvent{Error: errorBody{Code: fe.Code, Message: fe.Message, Status: statusOf[fe.Code]}})
+	return d.sse.event(b, doneEvent{Done: true})
+}
+
+func (d *seedDialect) done(b []byte, res *chat.Result, started bool) []byte {
+	if !started {
+		b = d.open(b) // an empty answer still names its conversation
 	}
-	// An empty answer still names its conversation.
-	sse.Send(withStart(doneEvent{Done: true, StopReason: res.StopReason,
-		Usage: &usageBody{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens}})...)
+	return d.sse.event(b, doneEvent{Done: true, StopReason: res.StopReason,
+		Usage: &usageBody{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens}})
+}
+
+// errorEvent is the event a failure after the first byte becomes, before
+// the done event.
+type errorEvent struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code    ferry.Code `json:"code"`
+	Message string     `json:"message"`
+	Status  int        `json:"status"`
 }
 
 type chatOutput struct {
@@ -151,7 +152,7 @@ func handleChat(c *chat.Service) func(context.Context, *chatInput) (*chatOutput,
 		if err != nil {
 			return nil, err
 		}
-		res, err := turn.Stream(ctx, func(string) error { return nil })
+		res, err := turn.Stream(ctx, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -178,11 +178,13 @@ func (e *chatEnv) storedAnswer(t *testing.T, convID string) *ferry.Message {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(msgs); n > 0 && msgs[n-1].Role == ferry.RoleAssistant {
+		// The answer's row exists from the start; it is finished (saved
+		// after the stream ends) once it is no longer streaming.
+		if n := len(msgs); n > 0 && msgs[n-1].Role == ferry.RoleAssistant && msgs[n-1].Status != ferry.StatusStreaming {
 			return msgs[n-1]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no assistant message stored in %s; messages: %d", convID, len(msgs))
+			t.Fatalf("no finished assistant message stored in %s; messages: %d", convID, len(msgs))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

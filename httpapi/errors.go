@@ -44,7 +44,7 @@ func (s *server) problem(ctx context.Context, err error) error {
 		return huma.NewError(499, "client closed request")
 	}
 	fe := s.public(ctx, err)
-	var out error = huma.NewError(statusOf[fe.Code], fe.Message, fieldErrors(fe.Fields)...)
+	var out error = huma.NewError(statusOf[fe.Code], fe.Message, detailsOf(fe.Fields)...)
 	if fe.RetryAfter > 0 {
 		out = huma.ErrorWithHeaders(out, http.Header{"Retry-After": {retryAfter(fe.RetryAfter)}})
 	}
@@ -66,17 +66,27 @@ func (s *server) public(ctx context.Context, err error) *ferry.Error {
 	return fe
 }
 
-func fieldErrors(fields map[string]string) []error {
+func detailsOf(fields map[string]string) []error {
+	details := fieldDetails(fields)
+	errs := make([]error, len(details))
+	for i, d := range details {
+		errs[i] = d
+	}
+	return errs
+}
+
+// fieldDetails are a problem body's errors for fields, in name order.
+func fieldDetails(fields map[string]string) []*huma.ErrorDetail {
 	names := make([]string, 0, len(fields))
 	for f := range fields {
 		names = append(names, f)
 	}
 	sort.Strings(names)
-	errs := make([]error, len(names))
+	details := make([]*huma.ErrorDetail, len(names))
 	for i, f := range names {
-		errs[i] = &huma.ErrorDetail{Location: "body." + f, Message: fields[f]}
+		details[i] = &huma.ErrorDetail{Location: "body." + f, Message: fields[f]}
 	}
-	return errs
+	return details
 }
 
 // retryAfter renders d as whole seconds, rounded up so a client that waits
@@ -84,6 +94,62 @@ func fieldErrors(fields map[string]string) []error {
 func retryAfter(d time.Duration) string {
 	secs := int64((d + time.Second - 1) / time.Second)
 	return strconv.FormatInt(max(secs, 1), 10)
+}
+
+// errorShape is how one wire format words an error: RFC 9457 problems for
+// Ferry's own API, and each compatible API's own shape, so that its SDKs
+// show the message. Every operation has one, chosen at register (see
+// withErrors); handlers' errors, huma's own (validation, 401) and a
+// stream's failure before its first byte all take it.
+type errorShape interface {
+	contentType() string
+	// body is the JSON body for fe answered with status.
+	body(status int, fe *ferry.Error) any
+}
+
+// errorShapeKey is the operation metadata key that holds its errorShape.
+const errorShapeKey = "error-shape"
+
+// withErrors gives op the error shape e.
+func withErrors(op huma.Operation, e errorShape) huma.Operation {
+	if op.Metadata == nil {
+		op.Metadata = map[string]any{}
+	}
+	op.Metadata[errorShapeKey] = e
+	return op
+}
+
+// shapeOf returns op's error shape: problems unless withErrors said else.
+func shapeOf(op *huma.Operation) errorShape {
+	if op != nil {
+		if e, ok := op.Metadata[errorShapeKey].(errorShape); ok {
+			return e
+		}
+	}
+	return problemShape{}
+}
+
+// problemShape is RFC 9457's problem details, Ferry's own.
+type problemShape struct{}
+
+func (problemShape) contentType() string { return "application/problem+json" }
+
+func (problemShape) body(status int, fe *ferry.Error) any {
+	return &huma.ErrorModel{Title: http.StatusText(status), Status: status, Detail: fe.Message, Errors: fieldDetails(fe.Fields)}
+}
+
+// writeError answers fe in shape e outside huma (middleware, fallbacks, a
+// stream that failed before its first byte).
+func writeError(w http.ResponseWriter, e errorShape, fe *ferry.Error) {
+	status := statusOf[fe.Code]
+	if fe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(fe.RetryAfter))
+	}
+	w.Header().Set("Content-Type", e.contentType())
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(e.body(status, fe))
 }
 
 // writeProblem writes a problem body outside huma (middleware, fallbacks).
@@ -94,6 +160,76 @@ func writeProblem(w http.ResponseWriter, status int, detail string, header http.
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(&huma.ErrorModel{Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
+// reshapeErrors is a huma transformer: on an operation whose error shape
+// is not the problem, it rewrites the problem bodies huma writes (the
+// handlers' errors mapped by problem, authenticate's 401, validation
+// failures, a body over the limit) into that shape. Status and headers
+// such as Retry-After stay.
+func reshapeErrors(ctx huma.Context, _ string, v any) (any, error) {
+	em, ok := v.(*huma.ErrorModel)
+	if !ok {
+		return v, nil
+	}
+	e := shapeOf(ctx.Operation())
+	if _, ok := e.(problemShape); ok {
+		return v, nil
+	}
+	ctx.SetHeader("Content-Type", e.contentType())
+	return e.body(em.Status, errorOfModel(em)), nil
+}
+
+// errorOfModel reads a problem body back as a *ferry.Error: its detail,
+// with each field error's location and message added where the detail
+// does not already say it, and the fields named.
+func errorOfModel(em *huma.ErrorModel) *ferry.Error {
+	fe := &ferry.Error{Code: codeForStatus[em.Status], Message: em.Detail}
+	if fe.Code == "" {
+		fe.Code = ferry.Internal
+	}
+	var details []string
+	for _, d := range em.Errors {
+		if d == nil {
+			continue
+		}
+		field := strings.TrimPrefix(strings.TrimPrefix(d.Location, "body"), ".")
+		if field != "" {
+			if fe.Fields == nil {
+				fe.Fields = map[string]string{}
+			}
+			fe.Fields[field] = d.Message
+		}
+		// A *ferry.Error's fields are already in its message.
+		if d.Message != "" && !strings.Contains(fe.Message, d.Message) {
+			details = append(details, strings.TrimPrefix(d.Location+": ", ": ")+d.Message)
+		}
+	}
+	if len(details) > 0 {
+		fe.Message += ": " + strings.Join(details, "; ")
+	}
+	return fe
+}
+
+// codeForStatus is statusOf read backwards, which it can be: every code has
+// its own status. Huma's 422 for a body that fails its schema is Invalid.
+var codeForStatus = func() map[int]ferry.Code {
+	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid}
+	for c, status := range statusOf {
+		m[status] = c
+	}
+	return m
+}()
+
+// firstField names the first of fields in sorted order, or "".
+func firstField(fields map[string]string) string {
+	first := ""
+	for f := range fields {
+		if first == "" || f < first {
+			first = f
+		}
+	}
+	return first
 }
 
 // dropErrorValues removes the offending values huma copies into validation

@@ -82,7 +82,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	for _, p := range []llm.Provider{
 		anthropic.New(anthropic.Config{APIKey: "sk-ant-test", BaseURL: fake.AnthropicURL(), HTTPClient: hc}),
 		openai.New(openai.Config{APIKey: "sk-test", BaseURL: fake.OpenAIURL(), HTTPClient: hc}),
-		ollama.New(ollama.Config{BaseURL: fake.OllamaURL(), HTTPClient: hc}),
+		ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc}),
 	} {
 		if opt.only == nil || slices.Contains(opt.only, p.Name()) {
 			configured = append(configured, llm.WithRetry(p, policy))
@@ -97,7 +97,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chat.NewService(st, router, chat.Options{SystemPrompt: "be brief", ContextTokens: 1000, UpstreamTimeout: opt.timeout}), LLM: router,
-			OllamaURL: opt.ollamaURL, HTTPClient: hc, UpstreamTimeout: opt.timeout})
+			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc})})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	// Cleanups run last first: the fake closes before Ferry does, ending

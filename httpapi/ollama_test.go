@@ -219,34 +219,34 @@ func TestOllamaErrors(t *testing.T) {
 	down.Close()
 	unreachable := newGateway(t, gatewayOptions{ollamaURL: down.URL})
 	for _, sc := range []struct {
-		name     string
-		g        *gateway
-		cred     string
-		path     string
-		body     any
-		script   llmtest.Script
-		status   int
-		exact    string // the whole body, when Ollama's is passed on
-		contains string
-		problem  bool
+		name         string
+		g            *gateway
+		cred         string
+		path         string
+		body         any
+		script       llmtest.Script
+		status       int
+		exact        string // the whole body, when Ollama's is passed on
+		contains     string
+		ollamaShaped bool
 	}{
-		{name: "no credential", g: g, path: "/ollama/generate", body: map[string]any{"prompt": "hi"}, status: 401, problem: true},
-		{name: "bad key", g: g, cred: "fk_wrong", path: "/ollama/chat", body: map[string]any{}, status: 401, problem: true},
-		{name: "tags need a credential", g: g, path: "/ollama/tags", status: 401, problem: true},
+		{name: "no credential", g: g, path: "/ollama/generate", body: map[string]any{"prompt": "hi"}, status: 401, ollamaShaped: true},
+		{name: "bad key", g: g, cred: "fk_wrong", path: "/ollama/chat", body: map[string]any{}, status: 401, ollamaShaped: true},
+		{name: "tags need a credential", g: g, path: "/ollama/tags", status: 401, ollamaShaped: true},
 		{name: "model not found", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"model": "nope", "prompt": "hi"},
 			script: llmtest.Script{FailFirst: 1, FailStatus: 404, FailMessage: `model "nope" not found, try pulling it first`},
-			status: 404, exact: `{"error":"model \"nope\" not found, try pulling it first"}` + "\n"},
+			status: 404, exact: `{"error":"ollama: model \"nope\" not found, try pulling it first"}` + "\n"},
 		{name: "upstream 500", g: g, cred: g.key, path: "/ollama/chat", body: map[string]any{"messages": []any{}},
 			script: llmtest.Script{FailFirst: 1, FailStatus: 500, FailMessage: "llama runner process has terminated"},
-			status: 500, exact: `{"error":"llama runner process has terminated"}` + "\n"},
+			status: 503, exact: `{"error":"ollama is unavailable (500): llama runner process has terminated"}` + "\n"},
 		{name: "unreachable", g: unreachable, cred: unreachable.key, path: "/ollama/generate", body: map[string]any{"prompt": "hi"},
-			status: 503, problem: true, contains: "OLLAMA_BASE_URL"},
+			status: 503, ollamaShaped: true, contains: "OLLAMA_BASE_URL"},
 		{name: "unreachable tags", g: unreachable, cred: unreachable.key, path: "/ollama/tags",
-			status: 503, problem: true, contains: "OLLAMA_BASE_URL"},
-		{name: "not an object", g: g, cred: g.key, path: "/ollama/generate", body: `[1, 2]`, status: 400, problem: true},
-		{name: "model not a string", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"model": 5}, status: 400, problem: true, contains: "model"},
-		{name: "stream not a bool", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"stream": "yes"}, status: 400, problem: true, contains: "stream"},
-		{name: "too large", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"prompt": strings.Repeat("a", 5000)}, status: 413, problem: true},
+			status: 503, ollamaShaped: true, contains: "OLLAMA_BASE_URL"},
+		{name: "not an object", g: g, cred: g.key, path: "/ollama/generate", body: `[1, 2]`, status: 400, ollamaShaped: true},
+		{name: "model not a string", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"model": 5}, status: 400, ollamaShaped: true, contains: "model"},
+		{name: "stream not a bool", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"stream": "yes"}, status: 400, ollamaShaped: true, contains: "stream"},
+		{name: "too large", g: g, cred: g.key, path: "/ollama/generate", body: map[string]any{"prompt": strings.Repeat("a", 5000)}, status: 413, ollamaShaped: true},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			sc.g.fake.SetScript(sc.script)
@@ -262,8 +262,13 @@ func TestOllamaErrors(t *testing.T) {
 			if sc.exact != "" && string(body) != sc.exact {
 				t.Errorf("body %q, want Ollama's %q", body, sc.exact)
 			}
-			if sc.problem && resp.Header.Get("Content-Type") != "application/problem+json" {
-				t.Errorf("Content-Type %q, want a problem: %s", resp.Header.Get("Content-Type"), body)
+			if sc.ollamaShaped {
+				var e struct {
+					Error string `json:"error"`
+				}
+				if resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &e) != nil || e.Error == "" {
+					t.Errorf("Content-Type %q, want Ollama's {\"error\": …}: %s", resp.Header.Get("Content-Type"), body)
+				}
 			}
 			if !strings.Contains(string(body), sc.contains) {
 				t.Errorf("body lacks %q: %s", sc.contains, body)

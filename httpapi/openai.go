@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"sort"
 	"strings"
 	"time"
 
@@ -24,34 +23,28 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/llm"
 )
-
-// openAIShaped is the operation metadata key that marks an operation whose
-// errors openAIErrors rewrites into OpenAI's shape.
-const openAIShaped = "openai-errors"
 
 // openAIOperation marks op as part of the OpenAI-compatible API: signed in
 // by bearer token (API key or access token, as OpenAI's SDKs send it) and
 // answering errors in OpenAI's shape.
 func openAIOperation(op huma.Operation) huma.Operation {
-	if op.Metadata == nil {
-		op.Metadata = map[string]any{}
-	}
-	op.Metadata[openAIShaped] = true
 	op.Tags = []string{"openai"}
-	op.Security = authenticated
 	if op.Responses == nil {
 		op.Responses = map[string]*huma.Response{}
 	}
 	op.Responses["default"] = &huma.Response{Description: `An error, in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.`,
 		Content: map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Type: "object"}}}}
-	return op
+	return withErrors(op, openAIShape{})
 }
 
-// openAIErrorBody is an error as OpenAI's API words it. Code is Ferry's
-// error code ("invalid", "rate_limited", "upstream" …); Param names the
-// request field that was wrong, if one was.
+// openAIShape is an error as OpenAI's API words it. Code is Ferry's error
+// code ("invalid", "rate_limited", "upstream" …); param names the request
+// field that was wrong, if one was.
+type openAIShape struct{}
+
 type openAIErrorBody struct {
 	Message string  `json:"message"`
 	Type    string  `json:"type"`
@@ -63,17 +56,9 @@ type openAIErrorEnvelope struct {
 	Error openAIErrorBody `json:"error"`
 }
 
-// codeForStatus is statusOf read backwards, which it can be: every code has its
-// own status. Huma's 422 for a body that fails its schema is Invalid too.
-var codeForStatus = func() map[int]ferry.Code {
-	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid}
-	for c, status := range statusOf {
-		m[status] = c
-	}
-	return m
-}()
+func (openAIShape) contentType() string { return "application/json" }
 
-func newOpenAIError(status int, message, param string) openAIErrorEnvelope {
+func (openAIShape) body(status int, fe *ferry.Error) any {
 	typ := "invalid_request_error"
 	switch {
 	case status == http.StatusUnauthorized:
@@ -85,82 +70,15 @@ func newOpenAIError(status int, message, param string) openAIErrorEnvelope {
 	case status >= 500:
 		typ = "server_error"
 	}
-	e := openAIErrorEnvelope{Error: openAIErrorBody{Message: message, Type: typ}}
-	if c, ok := codeForStatus[status]; ok {
-		code := string(c)
+	e := openAIErrorEnvelope{Error: openAIErrorBody{Message: fe.Message, Type: typ}}
+	if fe.Code != "" {
+		code := string(fe.Code)
 		e.Error.Code = &code
 	}
-	if param != "" {
+	if param := firstField(fe.Fields); param != "" {
 		e.Error.Param = &param
 	}
 	return e
-}
-
-// openAIErrorOf is the OpenAI-shaped body for a *ferry.Error that public
-// has already vetted.
-func openAIErrorOf(fe *ferry.Error) openAIErrorEnvelope {
-	var param string
-	if len(fe.Fields) > 0 {
-		names := make([]string, 0, len(fe.Fields))
-		for f := range fe.Fields {
-			names = append(names, f)
-		}
-		sort.Strings(names)
-		param = names[0]
-	}
-	return newOpenAIError(statusOf[fe.Code], fe.Message, param)
-}
-
-// openAIErrors is a huma transformer. On operations marked by
-// openAIOperation it turns the problem bodies of every error huma writes
-// (authenticate's 401, validation failures, a body over the limit, and the
-// handlers' errors mapped by problem) into OpenAI's error shape, which
-// OpenAI's SDKs parse; the status and headers such as Retry-After stay.
-// Elsewhere it leaves bodies alone.
-func openAIErrors(ctx huma.Context, _ string, v any) (any, error) {
-	em, ok := v.(*huma.ErrorModel)
-	if !ok {
-		return v, nil
-	}
-	if op := ctx.Operation(); op == nil || op.Metadata[openAIShaped] != true {
-		return v, nil
-	}
-	msg, param := em.Detail, ""
-	var details []string
-	for _, d := range em.Errors {
-		if d == nil {
-			continue
-		}
-		if param == "" {
-			param = strings.TrimPrefix(strings.TrimPrefix(d.Location, "body"), ".")
-		}
-		// A *ferry.Error's fields are already in its message.
-		if d.Message != "" && !strings.Contains(msg, d.Message) {
-			details = append(details, strings.TrimPrefix(d.Location+": ", ": ")+d.Message)
-		}
-	}
-	if len(details) > 0 {
-		msg += ": " + strings.Join(details, "; ")
-	}
-	ctx.SetHeader("Content-Type", "application/json")
-	return newOpenAIError(em.Status, msg, param), nil
-}
-
-// writeOpenAIError answers with an error in OpenAI's shape outside huma,
-// for a stream that failed before its first byte.
-func writeOpenAIError(w http.ResponseWriter, fe *ferry.Error) {
-	if fe.RetryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfter(fe.RetryAfter))
-	}
-	writeJSONStatus(w, statusOf[fe.Code], openAIErrorOf(fe))
-}
-
-func writeJSONStatus(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
 }
 
 // completionRequest is the part of a Chat Completions request Ferry reads.
@@ -238,21 +156,20 @@ type completionInput struct {
 	Body completionRequest
 }
 
-// completion is one stateless call for /v1/chat/completions, routed and
-// ready to send.
+// completion is one stateless call for /v1/chat/completions, admitted
+// and ready to send.
 type completion struct {
-	id       string
-	created  int64
-	model    string // the name the answer reports: the request's, or the default's
-	provider llm.Provider
-	req      llm.Request
-	usage    bool // stream_options.include_usage
-	who      *ferry.Principal
+	id      string
+	created int64
+	model   string // the name the answer reports: the request's, or the default's
+	usage   bool   // stream_options.include_usage
+	call    *chat.Call
 }
 
-// newCompletion checks the request and routes its model. Errors: Invalid,
-// naming the setting when the model's provider is not configured.
-func newCompletion(router *llm.Router, who *ferry.Principal, b *completionRequest) (*completion, error) {
+// newCompletion checks the request and sends it through the chat funnel's
+// Start. Errors: Invalid (naming the setting when the model's provider is
+// not configured), and those of chat.Service.Start.
+func newCompletion(ctx context.Context, c *chat.Service, who *ferry.Principal, b *completionRequest) (*completion, error) {
 	var req llm.Request
 	var system []string
 	for i, m := range b.Messages {
@@ -278,20 +195,19 @@ func newCompletion(router *llm.Router, who *ferry.Principal, b *completionReques
 	if req.MaxTokens == 0 {
 		req.MaxTokens = b.MaxTokens
 	}
-	p, name, err := router.Resolve(b.Model)
+	call, err := c.Start(ctx, who, "/v1/chat/completions", b.Model, req)
 	if err != nil {
 		return nil, err
 	}
-	req.Model = name
-	c := &completion{id: "chatcmpl-" + randomHex(12), created: time.Now().Unix(), model: strings.TrimSpace(b.Model),
-		provider: p, req: req, usage: b.StreamOptions != nil && b.StreamOptions.IncludeUsage, who: who}
-	if c.model == "" {
-		c.model = p.Name() + "/" + name
-		if name == "" {
-			c.model = p.Name()
+	out := &completion{id: "chatcmpl-" + randomHex(12), created: time.Now().Unix(), model: strings.TrimSpace(b.Model),
+		usage: b.StreamOptions != nil && b.StreamOptions.IncludeUsage, call: call}
+	if out.model == "" {
+		out.model = call.Provider + "/" + call.Model
+		if call.Model == "" {
+			out.model = call.Provider
 		}
 	}
-	return c, nil
+	return out, nil
 }
 
 func randomHex(n int) string {
@@ -391,20 +307,23 @@ func chatCompletionsOperation(reg huma.Registry) huma.Operation {
 // handleChatCompletions answers POST /v1/chat/completions. Everything that
 // can be refused is refused before the first byte with its own status; an
 // upstream failure before the first delta still gets its own status too.
+// OpenAI's clients cannot resume a stream, so one that leaves cancels the
+// upstream call.
 func handleChatCompletions(s *server) func(context.Context, *completionInput) (*huma.StreamResponse, error) {
-	const endpoint = "/v1/chat/completions"
 	return func(ctx context.Context, in *completionInput) (*huma.StreamResponse, error) {
-		c, err := newCompletion(s.svc.LLM, principal(ctx), &in.Body)
+		c, err := newCompletion(ctx, s.svc.Chat, principal(ctx), &in.Body)
 		if err != nil {
 			return nil, err
 		}
 		if in.Body.Stream {
 			return &huma.StreamResponse{Body: func(hctx huma.Context) {
 				r, w := humago.Unwrap(hctx)
-				s.streamCompletion(r, w, c, endpoint)
+				s.stream(w, r, &chunkDialect{c: c}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
+					return c.call.Stream(ctx, emit)
+				})
 			}}, nil
 		}
-		res, err := s.svc.Chat.Call(ctx, c.who, endpoint, c.provider, c.req, func(string) error { return nil })
+		res, err := c.call.Stream(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -413,60 +332,56 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 			Usage:   newCompletionUsage(res.Usage)}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			_, w := humago.Unwrap(hctx)
-			writeJSONStatus(w, http.StatusOK, out)
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetEscapeHTML(false)
+			enc.Encode(out)
 		}}, nil
 	}
 }
 
-func (s *server) streamCompletion(r *http.Request, w http.ResponseWriter, c *completion, endpoint string) {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
-	defer stop()
+// chunkDialect is OpenAI's streamed Chat Completions: a role chunk, a
+// chunk per delta, a finish chunk, a usage chunk when asked for, then
+// data: [DONE]. A failure after the first chunk is a data: {"error": …}
+// event before [DONE].
+type chunkDialect struct {
+	c   *completion
+	sse sseFrames
+}
 
-	sse := newSSE(w, s.opts.Keepalive)
-	defer sse.Close()
-	began := false
-	begin := func() error {
-		began = true
-		empty := ""
-		return sse.Send(c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
+func (d *chunkDialect) header(h http.Header) { setSSEHeaders(h) }
+func (d *chunkDialect) keepalive() []byte    { return sseKeepalive }
+func (d *chunkDialect) errors() errorShape   { return openAIShape{} }
+
+// open appends the chunk that names the role, which OpenAI sends first.
+func (d *chunkDialect) open(b []byte) []byte {
+	empty := ""
+	return d.sse.data(b, d.c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
+}
+
+func (d *chunkDialect) text(b []byte, delta llm.Delta, first bool) []byte {
+	if first {
+		b = d.open(b)
 	}
-	res, err := s.svc.Chat.Call(ctx, c.who, endpoint, c.provider, c.req, func(text string) error {
-		if !began {
-			if err := begin(); err != nil {
-				return err
-			}
-		}
-		return sse.Send(c.chunk(chunkDelta{Content: &text}, nil))
-	})
-	if r.Context().Err() != nil {
-		return // the client left; the call is logged as cancelled
-	}
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			err = context.Cause(ctx)
-		}
-		fe := s.public(r.Context(), err)
-		sse.Close() // no keepalive may commit the response from here on
-		if !sse.Started() {
-			writeOpenAIError(w, fe)
-			return
-		}
-		sse.Send(openAIErrorOf(fe))
-		sse.SendData("[DONE]")
-		return
-	}
-	if !began {
-		begin()
+	return d.sse.data(b, d.c.chunk(chunkDelta{Content: &delta.Text}, nil))
+}
+
+func (d *chunkDialect) fail(b []byte, fe *ferry.Error, _ bool) []byte {
+	b = d.sse.data(b, openAIShape{}.body(statusOf[fe.Code], fe))
+	return append(b, "data: [DONE]\n\n"...)
+}
+
+func (d *chunkDialect) done(b []byte, res *chat.Result, started bool) []byte {
+	if !started {
+		b = d.open(b)
 	}
 	finish := finishReason(res.StopReason)
-	sse.Send(c.chunk(chunkDelta{}, &finish))
-	if c.usage {
-		sse.Send(completionChunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
+	b = d.sse.data(b, d.c.chunk(chunkDelta{}, &finish))
+	if d.c.usage {
+		b = d.sse.data(b, completionChunk{ID: d.c.id, Object: "chat.completion.chunk", Created: d.c.created, Model: d.c.model,
 			Choices: []chunkChoice{}, Usage: newCompletionUsage(res.Usage)})
 	}
-	sse.SendData("[DONE]")
+	return append(b, "data: [DONE]\n\n"...)
 }
 
 type openAIModel struct {

@@ -351,15 +351,28 @@ func TestOpenAIModels(t *testing.T) {
 	readOpenAIError(t, resp)
 }
 
-// TestErrorShapesStayApart checks that OpenAI's error shape is kept to /v1:
-// the rest of the API still answers RFC 9457 problems.
+// TestErrorShapesStayApart checks that each wire keeps its own error
+// shape: OpenAI's under /v1, Ollama's under /ollama, and RFC 9457 problems
+// for the rest of the API, for a missing credential and an unknown route.
 func TestErrorShapesStayApart(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t, gatewayOptions{})
-	for _, path := range []string{"/ai/models", "/ollama/tags"} {
-		resp := g.send(t, t.Context(), "GET", path, "", nil)
-		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 401 || ct != "application/problem+json" {
-			t.Errorf("%s: status %d, Content-Type %q; want a 401 problem", path, resp.StatusCode, ct)
+	for _, tc := range []struct {
+		path, contentType, field string
+		status                   int
+	}{
+		{"/ai/models", "application/problem+json", "detail", 401},
+		{"/ollama/tags", "application/json", "error", 401},
+		{"/v1/models", "application/json", "error", 401},
+		{"/ai/nowhere", "application/problem+json", "detail", 404},
+		{"/ollama/api/nowhere", "application/json", "error", 404},
+		{"/v1/nowhere", "application/json", "error", 404},
+	} {
+		resp := g.send(t, t.Context(), "GET", tc.path, "", nil)
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != tc.status || ct != tc.contentType || body[tc.field] == nil {
+			t.Errorf("%s: status %d, Content-Type %q, body %v; want %d, %s with %q", tc.path, resp.StatusCode, ct, body, tc.status, tc.contentType, tc.field)
 		}
 	}
 }

@@ -3,13 +3,13 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/llm"
+	"github.com/ferryhq/ferry/llm/ollama"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -20,18 +20,21 @@ type Services struct {
 	Chat  *chat.Service
 	LLM   *llm.Router
 
-	// OllamaURL is OLLAMA_BASE_URL, which /ollama/* proxies to, through
-	// HTTPClient (nil: http.DefaultClient). UpstreamTimeout bounds one model
-	// call of /ollama/* and /v1/* (FERRY_UPSTREAM_TIMEOUT; 0: 10 minutes).
-	OllamaURL       string
-	HTTPClient      *http.Client
-	UpstreamTimeout time.Duration
+	// Ollama serves /ollama/*, Ollama's own API passed through; its calls
+	// still enter through Chat.
+	Ollama *ollama.Provider
 }
 
-// Security requirements an operation can declare; authenticate enforces them.
-var (
-	authenticated = []map[string][]string{{"bearer": {}}, {"oauth2": {}}}
-)
+// authenticated is the security requirement of every operation outside
+// public; authenticate enforces it.
+var authenticated = []map[string][]string{{"bearer": {}}, {"oauth2": {}}}
+
+// public are the operations anyone may call. Every other operation requires
+// a signed-in caller: register adds the requirement, so a new route is
+// denied by default.
+var public = map[string]bool{
+	"healthz": true, "readyz": true, "register": true, "login": true, "refresh": true,
+}
 
 // addRoutes is the whole API in one place.
 func addRoutes(s *server, mux *http.ServeMux) {
@@ -50,46 +53,46 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, huma.Operation{OperationID: "refresh", Method: "POST", Path: "/auth/refresh", Tags: []string{"auth"},
 		Summary: "Exchange a refresh token for a new token pair"}, handleRefresh(a))
 	register(s, huma.Operation{OperationID: "logout", Method: "POST", Path: "/auth/logout", Tags: []string{"auth"},
-		Summary: "Sign out of this session", Security: authenticated, DefaultStatus: http.StatusNoContent}, handleLogout(a))
+		Summary: "Sign out of this session", DefaultStatus: http.StatusNoContent}, handleLogout(a))
 	register(s, huma.Operation{OperationID: "create-api-key", Method: "POST", Path: "/auth/api-keys", Tags: []string{"auth"},
-		Summary: "Create an API key (the secret is shown once)", Security: authenticated, DefaultStatus: http.StatusCreated}, handleCreateAPIKey(a))
+		Summary: "Create an API key (the secret is shown once)", DefaultStatus: http.StatusCreated}, handleCreateAPIKey(a))
 	register(s, huma.Operation{OperationID: "list-api-keys", Method: "GET", Path: "/auth/api-keys", Tags: []string{"auth"},
-		Summary: "List your API keys", Security: authenticated}, handleListAPIKeys(a))
+		Summary: "List your API keys"}, handleListAPIKeys(a))
 	register(s, huma.Operation{OperationID: "delete-api-key", Method: "DELETE", Path: "/auth/api-keys/{id}", Tags: []string{"auth"},
-		Summary: "Revoke an API key", Security: authenticated, DefaultStatus: http.StatusNoContent}, handleDeleteAPIKey(a))
+		Summary: "Revoke an API key", DefaultStatus: http.StatusNoContent}, handleDeleteAPIKey(a))
 
 	register(s, huma.Operation{OperationID: "get-me", Method: "GET", Path: "/users/me", Tags: []string{"users"},
-		Summary: "Your account", Security: authenticated}, handleGetMe())
+		Summary: "Your account"}, handleGetMe())
 	register(s, huma.Operation{OperationID: "update-me", Method: "PATCH", Path: "/users/me", Tags: []string{"users"},
-		Summary: "Change your name or password", Security: authenticated}, handleUpdateMe(a))
+		Summary: "Change your name or password"}, handleUpdateMe(a))
 	register(s, huma.Operation{OperationID: "delete-me", Method: "DELETE", Path: "/users/me", Tags: []string{"users"},
-		Summary: "Delete your account and everything in it", Security: authenticated, DefaultStatus: http.StatusNoContent}, handleDeleteMe(a))
+		Summary: "Delete your account and everything in it", DefaultStatus: http.StatusNoContent}, handleDeleteMe(a))
 	register(s, huma.Operation{OperationID: "list-users", Method: "GET", Path: "/users", Tags: []string{"admin"},
-		Summary: "List users (admin)", Security: authenticated}, admin(handleListUsers(a)))
+		Summary: "List users (admin)"}, admin(handleListUsers(a)))
 	register(s, huma.Operation{OperationID: "get-user", Method: "GET", Path: "/users/{id}", Tags: []string{"admin"},
-		Summary: "Get a user (admin)", Security: authenticated}, admin(handleGetUser(a)))
+		Summary: "Get a user (admin)"}, admin(handleGetUser(a)))
 	register(s, huma.Operation{OperationID: "update-user", Method: "PATCH", Path: "/users/{id}", Tags: []string{"admin"},
-		Summary: "Change a user's name, role or disabled flag (admin)", Security: authenticated}, admin(handleUpdateUser(a)))
+		Summary: "Change a user's name, role or disabled flag (admin)"}, admin(handleUpdateUser(a)))
 	register(s, huma.Operation{OperationID: "delete-user", Method: "DELETE", Path: "/users/{id}", Tags: []string{"admin"},
-		Summary: "Delete a user (admin)", Security: authenticated, DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a)))
+		Summary: "Delete a user (admin)", DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a)))
 
 	c := s.svc.Chat
 	register(s, huma.Operation{OperationID: "models", Method: "GET", Path: "/ai/models", Tags: []string{"ai"},
-		Summary: "Models the configured providers offer", Security: authenticated}, handleModels(s.svc.LLM))
+		Summary: "Models the configured providers offer"}, handleModels(s.svc.LLM))
 	register(s, chatStreamOperation(), handleChatStream(s, c))
 	register(s, huma.Operation{OperationID: "chat", Method: "POST", Path: "/ai/chat", Tags: []string{"ai"},
-		Summary: "Chat, answered in one piece", Security: authenticated}, handleChat(c))
+		Summary: "Chat, answered in one piece"}, handleChat(c))
 
 	register(s, huma.Operation{OperationID: "list-conversations", Method: "GET", Path: "/conversations", Tags: []string{"conversations"},
-		Summary: "Your conversations, most recent first", Security: authenticated}, handleListConversations(c))
+		Summary: "Your conversations, most recent first"}, handleListConversations(c))
 	register(s, huma.Operation{OperationID: "create-conversation", Method: "POST", Path: "/conversations", Tags: []string{"conversations"},
-		Summary: "Start a conversation", Security: authenticated, DefaultStatus: http.StatusCreated}, handleCreateConversation(c))
+		Summary: "Start a conversation", DefaultStatus: http.StatusCreated}, handleCreateConversation(c))
 	register(s, huma.Operation{OperationID: "get-conversation", Method: "GET", Path: "/conversations/{id}", Tags: []string{"conversations"},
-		Summary: "A conversation with its messages", Security: authenticated}, handleGetConversation(c))
+		Summary: "A conversation with its messages"}, handleGetConversation(c))
 	register(s, huma.Operation{OperationID: "rename-conversation", Method: "PATCH", Path: "/conversations/{id}", Tags: []string{"conversations"},
-		Summary: "Rename a conversation", Security: authenticated}, handleRenameConversation(c))
+		Summary: "Rename a conversation"}, handleRenameConversation(c))
 	register(s, huma.Operation{OperationID: "delete-conversation", Method: "DELETE", Path: "/conversations/{id}", Tags: []string{"conversations"},
-		Summary: "Delete a conversation and its messages", Security: authenticated, DefaultStatus: http.StatusNoContent}, handleDeleteConversation(c))
+		Summary: "Delete a conversation and its messages", DefaultStatus: http.StatusNoContent}, handleDeleteConversation(c))
 
 	// OpenAI's Chat Completions API, for OpenAI's SDKs; errors in OpenAI's shape.
 	register(s, chatCompletionsOperation(s.api.OpenAPI().Components.Schemas), handleChatCompletions(s))
@@ -97,18 +100,21 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Models the configured providers offer, in OpenAI's list format"}), handleOpenAIModels(s.svc.LLM))
 
 	// Ollama's native API, proxied to OLLAMA_BASE_URL.
-	o := newOllamaProxy(s.svc)
-	register(s, ollamaGenerateOperation(), handleOllamaGenerate(s, o, "/ollama/generate", "/api/generate"))
-	register(s, ollamaChatOperation(), handleOllamaGenerate(s, o, "/ollama/chat", "/api/chat"))
-	register(s, ollamaTagsOperation(), handleOllamaTags(s, o))
+	register(s, ollamaGenerateOperation(), handleOllamaGenerate(s, "/ollama/generate", "/api/generate"))
+	register(s, ollamaChatOperation(), handleOllamaGenerate(s, "/ollama/chat", "/api/chat"))
+	register(s, ollamaTagsOperation(), handleOllamaTags(s.svc.Ollama))
 }
 
-// register adds op to the API with the server's body limit, and routes every
-// error the handler returns through problem, so no error reaches the client
-// unmapped.
+// register adds op to the API with the server's body limit, requiring a
+// signed-in caller unless op is public, and routes every error the handler
+// returns through problem, so no error reaches the client unmapped; the
+// operation's error shape (withErrors) words it.
 func register[I, O any](s *server, op huma.Operation, h func(context.Context, *I) (*O, error)) {
 	if op.MaxBodyBytes == 0 {
 		op.MaxBodyBytes = s.opts.MaxBodyBytes
+	}
+	if !public[op.OperationID] {
+		op.Security = authenticated
 	}
 	huma.Register(s.api, op, func(ctx context.Context, in *I) (*O, error) {
 		out, err := h(ctx, in)

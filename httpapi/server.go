@@ -8,14 +8,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/ferryhq/ferry"
 )
 
 // Options are the HTTP settings NewServer needs.
@@ -52,7 +56,7 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 			Unmarshal: func([]byte, any) error { return errors.New("form bodies are read by their handler") },
 		},
 	}
-	cfg.Transformers = append(cfg.Transformers, dropErrorValues, openAIErrors)
+	cfg.Transformers = append(cfg.Transformers, dropErrorValues, reshapeErrors)
 	cfg.Info.Description = "Self-hosted AI application backend: accounts, streaming chat, conversations."
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An access token from /auth/login, or an API key (fk_…)."},
@@ -65,14 +69,10 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	if opts.Draining == nil {
 		opts.Draining = context.Background()
 	}
-	s := &server{log: log, opts: opts, svc: svc, api: api}
-	api.UseMiddleware(s.authenticate)
+	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux}
+	api.UseMiddleware(s.refuseLargeBodies, s.authenticate)
 	addRoutes(s, mux)
-
-	var h http.Handler = s.jsonFallbacks(mux)
-	h = s.recoverPanics(h)
-	h = s.accessLog(h)
-	return requestID(h)
+	return s
 }
 
 type server struct {
@@ -80,6 +80,56 @@ type server struct {
 	opts Options
 	svc  Services
 	api  huma.API
+	mux  *http.ServeMux
+}
+
+// ServeHTTP is every request's way in, in one function rather than a
+// chain of nested middleware, so that a parked stream's goroutine keeps a
+// shallow stack: it sets the request id, recovers panics, answers unknown
+// routes and methods in JSON, and writes the access log line.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-ID")
+	if !validRequestID(id) {
+		b := make([]byte, 12)
+		rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	w.Header().Set("X-Request-ID", id)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v) // how a handler asks to abort
+			}
+			s.log.ErrorContext(r.Context(), "panic", "request_id", id, "panic", v)
+			if sw.status == 0 {
+				writeProblem(sw, http.StatusInternalServerError, "internal error", nil)
+			}
+		}
+		s.logRequest(r, sw, start)
+	}()
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		s.fallback(sw, r, h)
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// refuseLargeBodies answers 413 for a body whose Content-Length is over
+// the operation's limit before anything reads it, so Go never sends
+// "100 Continue" and a client like curl hears the 413 instead of having
+// its upload cut off.
+func (s *server) refuseLargeBodies(ctx huma.Context, next func(huma.Context)) {
+	op := ctx.Operation()
+	r, _ := humago.Unwrap(ctx)
+	if op.MaxBodyBytes > 0 && r.ContentLength > op.MaxBodyBytes {
+		fe := ferry.Errorf(ferry.TooLarge, "the body is %d bytes; at most %d are accepted", r.ContentLength, op.MaxBodyBytes)
+		huma.WriteErr(s.api, ctx, statusOf[fe.Code], fe.Message)
+		return
+	}
+	next(ctx)
 }
 
 type ctxKey int
@@ -88,21 +138,6 @@ const (
 	requestIDKey ctxKey = iota
 	statusKey
 )
-
-// requestID takes a sane X-Request-ID from the client or makes one, returns
-// it on the response and puts it in the request's context for logs.
-func requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
-		if !validRequestID(id) {
-			b := make([]byte, 12)
-			rand.Read(b)
-			id = hex.EncodeToString(b)
-		}
-		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
-	})
-}
 
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
@@ -148,69 +183,54 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// accessLog writes one line per request. It logs the path without the query
-// string, so nothing a client put in a URL (a key, an email) reaches the log.
-func (s *server) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		level := slog.LevelInfo
-		if sw.status >= 500 {
-			level = slog.LevelError
-		}
-		s.log.LogAttrs(r.Context(), level, "request",
-			slog.String("request_id", RequestID(r.Context())),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", sw.status),
-			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)),
-		)
-	})
+// logRequest writes the request's access log line. It logs the path
+// without the query string, so nothing a client put in a URL (a key, an
+// email) reaches the log.
+func (s *server) logRequest(r *http.Request, sw *statusWriter, start time.Time) {
+	level := slog.LevelInfo
+	if sw.status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(r.Context(), level, "request",
+		slog.String("request_id", RequestID(r.Context())),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", sw.status),
+		slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", time.Since(start)),
+	)
 }
 
-// recoverPanics turns a panic into a logged 500 instead of a dropped
-// connection. http.ErrAbortHandler is re-raised: it is how a handler asks to
-// abort.
-func (s *server) recoverPanics(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			v := recover()
-			if v == nil {
-				return
-			}
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			s.log.ErrorContext(r.Context(), "panic", "request_id", RequestID(r.Context()), "panic", v)
-			writeProblem(w, http.StatusInternalServerError, "internal error", nil)
-		}()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// jsonFallbacks answers unknown routes (404) and known routes with the wrong
-// method (405, with Allow) as problem JSON instead of the mux's plain text.
-func (s *server) jsonFallbacks(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, pattern := mux.Handler(r); pattern == "" {
-			// The mux's own 404/405 handlers are cheap; run one against a
-			// recorder to learn which it is and what Allow it would send.
-			rec := &headerRecorder{header: http.Header{}}
-			h.ServeHTTP(rec, r)
-			if allow := rec.header.Get("Allow"); allow != "" {
-				w.Header().Set("Allow", allow)
-			}
-			if rec.status == http.StatusMethodNotAllowed {
-				writeProblem(w, rec.status, "method "+r.Method+" is not allowed here", nil)
-				return
-			}
-			writeProblem(w, http.StatusNotFound, "no route for "+r.URL.Path, nil)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+// fallback answers a request no route matches: 405 with Allow for a known
+// path with the wrong method, else 404, in JSON (OpenAI's shape under /v1/,
+// whose SDKs show only that) instead of the mux's plain text. h is the
+// mux's own handler for it.
+func (s *server) fallback(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	// The mux's own 404/405 handlers are cheap; run one against a recorder
+	// to learn which it is and what Allow it would send.
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	fe := ferry.Errorf(ferry.NotFound, "no route for %s", r.URL.Path)
+	if rec.status == http.StatusMethodNotAllowed {
+		fe = ferry.Errorf(ferry.Invalid, "method %s is not allowed here", r.Method)
+	}
+	var shape errorShape = problemShape{}
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/"):
+		shape = openAIShape{}
+	case strings.HasPrefix(r.URL.Path, "/ollama/"):
+		shape = ollamaShape{}
+	}
+	status := statusOf[fe.Code]
+	if rec.status == http.StatusMethodNotAllowed {
+		status = http.StatusMethodNotAllowed
+	}
+	w.Header().Set("Content-Type", shape.contentType())
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(shape.body(status, fe))
 }
 
 type headerRecorder struct {

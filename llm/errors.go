@@ -28,6 +28,15 @@ type Upstream struct {
 	URLSetting string
 }
 
+// clientFault maps the upstream statuses that mean the request itself was
+// wrong to the code the client gets.
+var clientFault = map[int]ferry.Code{
+	http.StatusBadRequest:            ferry.Invalid,
+	http.StatusNotFound:              ferry.NotFound,
+	http.StatusRequestEntityTooLarge: ferry.TooLarge,
+	http.StatusUnprocessableEntity:   ferry.Invalid,
+}
+
 // maxMessage bounds how much of an upstream's error message reaches a
 // client: a proxy in front of the upstream may answer with a whole HTML page.
 const maxMessage = 300
@@ -40,6 +49,8 @@ const maxMessage = 300
 //   - 401 and 403: Upstream, naming the setting to check, never the key.
 //   - 429: RateLimited, with RetryAfter from the response when it says.
 //   - 408, 5xx and Anthropic's 529: Unavailable, with RetryAfter when given.
+//   - 400 and 422: Invalid; 404: NotFound; 413: TooLarge, with the
+//     upstream's message: the request was the client's to fix.
 //   - any other status: Upstream, with the upstream's message.
 //
 // WithRetry retries RateLimited and Unavailable.
@@ -64,6 +75,11 @@ func (u Upstream) HTTPError(status int, header http.Header, message string, caus
 	case status == http.StatusRequestTimeout || status >= 500:
 		e.Code, e.RetryAfter = ferry.Unavailable, retryAfter
 		e.Message = fmt.Sprintf("%s is unavailable (%d): %s", u.Name, status, message)
+	case clientFault[status] != "":
+		// The request was wrong (an unknown model, a bad parameter, too
+		// long a prompt): the client's to fix, in the upstream's words.
+		e.Code = clientFault[status]
+		e.Message = fmt.Sprintf("%s: %s", u.Name, message)
 	default:
 		e.Code = ferry.Upstream
 		e.Message = fmt.Sprintf("%s: %s", u.Name, message)

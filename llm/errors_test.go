@@ -60,8 +60,11 @@ func TestHTTPError(t *testing.T) {
 		{anthropicUp, 529, nil, "Overloaded", ferry.Unavailable, 0, "Overloaded"},
 		{anthropicUp, 503, retry, "", ferry.Unavailable, 3 * time.Second, "Service Unavailable"},
 		{anthropicUp, 408, nil, "", ferry.Unavailable, 0, "Request Timeout"},
-		{anthropicUp, 404, nil, "model: claude-9 not found", ferry.Upstream, 0, "anthropic: model: claude-9 not found"},
-		{anthropicUp, 400, nil, strings.Repeat("长", 1000), ferry.Upstream, 0, "…"},
+		{anthropicUp, 404, nil, "model: claude-9 not found", ferry.NotFound, 0, "anthropic: model: claude-9 not found"},
+		{anthropicUp, 400, nil, strings.Repeat("长", 1000), ferry.Invalid, 0, "…"},
+		{anthropicUp, 422, nil, "bad temperature", ferry.Invalid, 0, "anthropic: bad temperature"},
+		{anthropicUp, 413, nil, "prompt too long", ferry.TooLarge, 0, "anthropic: prompt too long"},
+		{anthropicUp, 409, nil, "conflict", ferry.Upstream, 0, "anthropic: conflict"},
 	} {
 		cause := errors.New("sdk error")
 		e := tc.up.HTTPError(tc.status, tc.header, tc.message, cause)

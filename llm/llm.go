@@ -97,6 +97,10 @@ type Delta struct {
 	// Model is the model the upstream reports having used, which matters
 	// when Request.Model was empty.
 	Model string
+	// More says that more of the answer has already arrived and follows at
+	// once, so a writer may hold this delta back and send the burst in one
+	// write; a delta without it should reach the client now.
+	More bool
 }
 
 // Usage counts the tokens a turn consumed.

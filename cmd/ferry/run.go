@@ -227,7 +227,7 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		}
 	}
 
-	router, upstream, err := newRouter(cfg)
+	router, ollamaProvider, err := newRouter(cfg)
 	if err != nil {
 		return err
 	}
@@ -239,8 +239,7 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router,
-			OllamaURL: cfg.OllamaBaseURL, HTTPClient: upstream, UpstreamTimeout: cfg.UpstreamTimeout})
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -278,16 +277,19 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 
 // newRouter builds the providers the settings enable, each retrying
 // failures that happen before its first token, and routes between them. It
-// returns the HTTP client they share too, for the Ollama proxy.
-func newRouter(cfg *config.Config) (*llm.Router, *http.Client, error) {
+// returns the Ollama provider too, for Ollama's own API at /ollama/*.
+func newRouter(cfg *config.Config) (*llm.Router, *ollama.Provider, error) {
 	// One client for every upstream: no overall timeout (answers stream for
 	// minutes; chat bounds each call with FERRY_UPSTREAM_TIMEOUT), and
 	// enough idle connections per host that many concurrent streams reuse
-	// them instead of opening new ones.
+	// them instead of opening new ones. Small buffers: a stream's events are
+	// small, and each open stream holds its connection's buffers.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 512
 	tr.ResponseHeaderTimeout = 2 * time.Minute
+	tr.ReadBufferSize = 4 << 10
+	tr.WriteBufferSize = 4 << 10
 	hc := &http.Client{Transport: tr}
 
 	var providers []llm.Provider
@@ -297,12 +299,13 @@ func newRouter(cfg *config.Config) (*llm.Router, *http.Client, error) {
 	if cfg.OpenAIConfigured() {
 		providers = append(providers, openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL, HTTPClient: hc}))
 	}
-	providers = append(providers, ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, HTTPClient: hc}))
+	o := ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, HTTPClient: hc})
+	providers = append(providers, o)
 	for i, p := range providers {
 		providers[i] = llm.WithRetry(p, llm.RetryPolicy{})
 	}
 	router, err := llm.NewRouter(cfg.DefaultModel, providers...)
-	return router, hc, err
+	return router, o, err
 }
 
 // authChannel is the Redis channel on which instances announce credential

@@ -128,7 +128,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 				return p.up.EventError(ev.Error, errors.New(ev.Error))
 			}
 			if ev.Message.Content != "" {
-				if err := fn(llm.Delta{Text: ev.Message.Content}); err != nil {
+				if err := fn(llm.Delta{Text: ev.Message.Content, More: lineBuffered(r)}); err != nil {
 					return err
 				}
 			}
@@ -150,6 +150,13 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 			return p.up.TransportError(ctx, readErr)
 		}
 	}
+}
+
+// lineBuffered reports whether r holds a whole next line already, which
+// will be read without waiting.
+func lineBuffered(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 var errLineTooLong = fmt.Errorf("sent a line longer than %d bytes", maxLine)
@@ -215,13 +222,21 @@ func (p *Provider) firstModel(ctx context.Context) (string, error) {
 // do sends a request with body as JSON and returns the response when its
 // status is 200; otherwise the error llm.Provider promises.
 func (p *Provider) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return nil, fmt.Errorf("ollama: encode request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+	}
+	return p.send(ctx, method, path, b)
+}
+
+// send is do with the body already encoded (nil: none).
+func (p *Provider) send(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
 	if err != nil {

@@ -1,0 +1,208 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/llm"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Call is one model call on its way through the funnel that every model
+// call passes, whatever endpoint or wire format it came by: Start resolves
+// its model and admits it, Stream or Relay runs it, and its end is recorded
+// in one place (the usage log, then the observers).
+type Call struct {
+	Principal *ferry.Principal
+	Endpoint  string // e.g. "/ai/chat/stream", for the usage log
+	Provider  string // the provider's routing prefix
+	Model     string // the provider's own model name; "" for its default
+	// Request is what is sent upstream; Model is set.
+	Request llm.Request
+
+	svc      *Service
+	provider llm.Provider
+	release  func(*Result)
+	// answer is the extra write a conversation turn makes when the call
+	// ends: its stored answer.
+	answer func(*Result, error) store.Op
+}
+
+// Admit is the hook that decides whether a call may run: a limiter or a
+// queue. It returns an error (RateLimited, Unavailable) to refuse the call,
+// or a release function that the funnel calls exactly once with how the
+// call ended.
+type Admit func(ctx context.Context, c *Call) (release func(*Result), err error)
+
+// Observer is told of every call that ran, after its usage is queued for
+// writing: the hook for metrics.
+type Observer func(ctx context.Context, c *Call, res *Result)
+
+// Result is how a call ended.
+type Result struct {
+	Text       string
+	Status     ferry.MessageStatus
+	StopReason string
+	Usage      llm.Usage
+	Model      string        // the model the upstream used
+	Latency    time.Duration // from the call to its end
+	FirstToken time.Duration // from the call to the first delta; 0 if none came
+}
+
+// Start is the funnel's entry: it routes model (as a client names it: "",
+// "provider/name" or a bare name), checks that the provider takes every
+// part of req, and admits the call. req.Model is set to the routed name.
+// Errors: Invalid (unknown or unconfigured model, a part the provider does
+// not take), and whatever Admit refuses with.
+func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model string, req llm.Request) (*Call, error) {
+	provider, name, err := s.router.Resolve(model)
+	if err != nil {
+		return nil, err
+	}
+	for i, m := range req.Messages {
+		for _, part := range m.Parts {
+			if !provider.Accepts(part.Kind) {
+				return nil, ferry.InvalidField(fmt.Sprintf("messages[%d]", i),
+					fmt.Sprintf("%s models do not take %s parts", provider.Name(), part.Kind))
+			}
+		}
+	}
+	req.Model = name
+	c := &Call{Principal: p, Endpoint: endpoint, Provider: provider.Name(), Model: name, Request: req, svc: s, provider: provider}
+	if s.opts.Admit != nil {
+		if c.release, err = s.opts.Admit(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Stream sends the call to its provider and calls fn with each text delta
+// (Done deltas are kept for the Result). However it ends, the call is
+// finished: its usage queued for the log even when ctx was cancelled (the
+// client left), with what had arrived by then. The error is the
+// provider's (see llm.Provider), or ctx's when the client left.
+func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
+	return c.Relay(ctx, func(ctx context.Context) (*Result, error) { return c.stream(ctx, fn) })
+}
+
+// Relay runs the call with run instead of the provider's Stream, for
+// endpoints that pass the upstream's own bytes through (/ollama/*). run
+// gets a context bounded by FERRY_UPSTREAM_TIMEOUT and returns how the call
+// ended, Status included; Relay fills in the latency, estimates usage the
+// upstream never reported, and finishes the call.
+func (c *Call) Relay(ctx context.Context, run func(ctx context.Context) (*Result, error)) (*Result, error) {
+	start := time.Now()
+	uctx, cancel := context.WithTimeout(ctx, c.svc.opts.UpstreamTimeout)
+	res, err := run(uctx)
+	cancel()
+	if res == nil {
+		res = &Result{}
+	}
+	res.Latency = time.Since(start)
+	if res.Model == "" {
+		res.Model = c.Model
+	}
+	switch {
+	case err == nil:
+		if res.Status == "" {
+			res.Status = ferry.StatusComplete
+		}
+	case ctx.Err() != nil:
+		// The client left (or the server is draining); what arrived is kept.
+		res.Status, err = ferry.StatusCancelled, ctx.Err()
+	default:
+		res.Status = ferry.StatusFailed
+	}
+	if res.Status != ferry.StatusComplete {
+		// The upstream never reported usage (it was cut off): estimate it,
+		// so the usage log does not count an interrupted call as free.
+		if res.Usage.InputTokens == 0 {
+			res.Usage.InputTokens = estimateRequest(c.Request)
+		}
+		if res.Usage.OutputTokens == 0 {
+			res.Usage.OutputTokens = EstimateTokens(res.Text)
+		}
+	}
+	c.finish(ctx, res, err)
+	return res, err
+}
+
+// stream runs the provider's Stream, collecting the answer.
+func (c *Call) stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
+	start := time.Now()
+	res := &Result{}
+	var text strings.Builder
+	var final llm.Delta
+	err := c.provider.Stream(ctx, c.Request, func(d llm.Delta) error {
+		if d.Done {
+			final = d
+			return nil
+		}
+		if res.FirstToken == 0 {
+			res.FirstToken = time.Since(start)
+		}
+		text.WriteString(d.Text)
+		if fn == nil {
+			return nil
+		}
+		return fn(d)
+	})
+	res.Text, res.StopReason, res.Usage, res.Model = text.String(), final.StopReason, final.Usage, final.Model
+	if err == nil {
+		res.Status = ferry.StatusComplete
+	}
+	return res, err
+}
+
+// finish records how the call ended: the turn's answer and the usage-log
+// entry are queued as one write (nothing waits for it), then the admission
+// is released and the observers told.
+func (c *Call) finish(ctx context.Context, res *Result, err error) {
+	ops := make([]store.Op, 0, 2)
+	if c.answer != nil {
+		ops = append(ops, c.answer(res, err))
+	}
+	ops = append(ops, store.InsertUsage(c.usage(res)))
+	saved := c.svc.store.Submit(ops...)
+	go func() {
+		// The answer has been given; a write that fails for good is only
+		// worth a log line here (a turn's own rows were checked before done).
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := saved.Wait(wctx); err != nil {
+			c.svc.opts.Log.ErrorContext(ctx, "saving a model call", "endpoint", c.Endpoint, "error", err)
+		}
+	}()
+	if c.release != nil {
+		c.release(res)
+	}
+	// Observers run after the client may have gone; they must not inherit
+	// its cancellation.
+	octx := context.WithoutCancel(ctx)
+	for _, o := range c.svc.opts.Observers {
+		o(octx, c, res)
+	}
+}
+
+func (c *Call) usage(res *Result) *ferry.Usage {
+	u := &ferry.Usage{ID: auth.NewID(), Endpoint: c.Endpoint, Model: res.Model, Provider: c.Provider,
+		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens, LatencyMS: res.Latency.Milliseconds(),
+		Status: string(res.Status)}
+	if c.Principal != nil {
+		u.UserID, u.APIKeyID = c.Principal.User.ID, c.Principal.APIKeyID
+	}
+	return u
+}
+
+func estimateRequest(r llm.Request) int {
+	n := EstimateTokens(r.System)
+	for _, m := range r.Messages {
+		n += EstimateTokens(m.Text())
+	}
+	return n
+}
