@@ -51,6 +51,8 @@ type gatewayOptions struct {
 	ollamaURL string        // where /ollama/* goes; empty: the fake
 	maxBody   int64
 	keepalive time.Duration // httpapi.Options.Keepalive; zero: the default
+	admit     chat.Admit    // chat.Options.Admit
+	observe   chat.Observer // one of chat.Options.Observers
 }
 
 func newGateway(t *testing.T, opt gatewayOptions) *gateway {
@@ -96,7 +98,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	t.Cleanup(drain)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chat.NewService(st, router, chat.Options{SystemPrompt: "be brief", ContextTokens: 1000, UpstreamTimeout: opt.timeout}), LLM: router,
+		httpapi.Services{Store: st, Auth: authSvc, Chat: newChat(st, router, opt), LLM: router,
 			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc})})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -120,4 +122,12 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	}
 	return &gateway{url: srv.URL, fake: fake, store: st, userID: u.ID, key: key, keyID: k.ID, token: pair.AccessToken, drain: drain,
 		auth: authSvc, upstream: hc}
+}
+
+func newChat(st *store.Store, router *llm.Router, opt gatewayOptions) *chat.Service {
+	o := chat.Options{SystemPrompt: "be brief", ContextTokens: 1000, UpstreamTimeout: opt.timeout, Admit: opt.admit}
+	if opt.observe != nil {
+		o.Observers = []chat.Observer{opt.observe}
+	}
+	return chat.NewService(st, router, o)
 }
