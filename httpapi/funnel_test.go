@@ -240,3 +240,38 @@ func TestKeepaliveBeforeAFailure(t *testing.T) {
 		t.Errorf("keepalives %d, error events %d, done events %d, last %q; want keepalives, then one error and one done", keepalives, errs, dones, last)
 	}
 }
+
+// TestFailedSaveReachesTheClient checks that a turn whose rows cannot be
+// written is not answered as if they were: the client gets an error (an
+// error event before done, or a 5xx), never a message_id that points at
+// nothing. PostgreSQL refuses a NUL character in text, which makes the
+// write fail for certain.
+func TestFailedSaveReachesTheClient(t *testing.T) {
+	t.Parallel()
+	if storetest.PostgresURL(t) == "" {
+		t.Skip("FERRY_TEST_DATABASE_URL not set: the failing write needs PostgreSQL")
+	}
+	g := newGateway(t, gatewayOptions{engine: "postgres"})
+	resp := g.send(t, t.Context(), "POST", "/ai/chat", g.key, map[string]any{"message": "hi\u0000there", "model": "claude-sonnet-4-6"})
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "could not be saved") {
+		t.Errorf("/ai/chat: status %d: %s; want 503 saying it was not saved", resp.StatusCode, body)
+	}
+	resp = g.send(t, t.Context(), "POST", "/ai/chat/stream", g.key, map[string]any{"message": "hi\u0000there", "model": "claude-sonnet-4-6"})
+	var errs, dones int
+	readEvents(t, resp.Body, func(ev sseEvent) bool {
+		if ev.data["error"] != nil {
+			errs++
+		}
+		if ev.data["done"] == true {
+			dones++
+			if ev.data["usage"] != nil {
+				t.Errorf("done event reports success: %v", ev.data)
+			}
+		}
+		return true
+	})
+	if resp.StatusCode != 200 || errs != 1 || dones != 1 {
+		t.Errorf("/ai/chat/stream: status %d, %d error and %d done events; want the answer, then an error, then done", resp.StatusCode, errs, dones)
+	}
+}
