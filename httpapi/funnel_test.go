@@ -275,3 +275,27 @@ func TestFailedSaveReachesTheClient(t *testing.T) {
 		t.Errorf("/ai/chat/stream: status %d, %d error and %d done events; want the answer, then an error, then done", resp.StatusCode, errs, dones)
 	}
 }
+
+// TestUpstreamRefusalIsTheClients checks that an upstream's 4xx for a
+// request that was wrong reaches the client as that 4xx, in the upstream's
+// words and the endpoint's shape, not as a 502.
+func TestUpstreamRefusalIsTheClients(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayOptions{})
+	for _, tc := range []struct {
+		path   string
+		body   map[string]any
+		status int
+	}{
+		{"/ai/chat/stream", map[string]any{"message": "hi", "model": "claude-9"}, 404},
+		{"/v1/chat/completions", map[string]any{"model": "claude-9", "stream": true, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}, 404},
+		{"/ai/chat", map[string]any{"message": "hi", "model": "openai/gpt-4o-mini"}, 400},
+	} {
+		g.fake.SetScript(llmtest.Script{FailFirst: 1, FailStatus: tc.status, FailMessage: "model: claude-9 not found"})
+		resp := g.send(t, t.Context(), "POST", tc.path, g.key, tc.body)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), "model: claude-9 not found") {
+			t.Errorf("%s: status %d: %s; want %d with the upstream's message", tc.path, resp.StatusCode, body, tc.status)
+		}
+	}
+}
