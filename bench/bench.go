@@ -168,17 +168,19 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 	f.stop() // now, so it does not idle beside the memory runs
 
 	if !b.cfg.skipMemory {
+		// Each endpoint's bare proxy forwards to the same upstream stream,
+		// so the two hold the same sockets and read the same bytes.
 		for _, ep := range served {
 			res, err := b.measureMemory(ctx, ep)
 			if err != nil {
 				return fmt.Errorf("%s with %d streams open: %w", ep.route, b.cfg.streams, err)
 			}
 			rep.memory = append(rep.memory, res)
-		}
-		if b.cfg.floor {
-			res, err := b.measureProxyMemory(ctx)
-			if err != nil {
-				return fmt.Errorf("bare proxy with %d streams open: %w", b.cfg.streams, err)
+			if !b.cfg.floor {
+				continue
+			}
+			if res, err = b.measureProxyMemory(ctx, ep); err != nil {
+				return fmt.Errorf("bare proxy to %s with %d streams open: %w", ep.upstreamPath, b.cfg.streams, err)
 			}
 			rep.memory = append(rep.memory, res)
 		}
@@ -211,8 +213,12 @@ type latencyResult struct {
 	upstream, ferry stats
 	proxy           *stats // the bare proxy's, with -floor
 	// ferryCPU is the CPU time (user and system, all threads) Ferry used
-	// per request while its side ran.
-	ferryCPU time.Duration
+	// per request while its side ran; proxyCPU the bare proxy's while its
+	// side ran.
+	ferryCPU, proxyCPU time.Duration
+	// otherLoad is the share of the machine's CPU that processes outside
+	// the benchmark used while this level ran (0 to 1); -1 when unknown.
+	otherLoad float64
 }
 
 // compare measures ep at conc: a warm-up of each side, then rounds that
@@ -237,14 +243,22 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 		samples []sample
 		wall    time.Duration
 		checked int
-		cpu     time.Duration // Ferry's CPU time during this side's runs
+		// cpu is the CPU time the side's own server (Ferry, or the bare
+		// proxy) used during the side's runs; nil for the upstream.
+		cpu   func() (time.Duration, error)
+		spent time.Duration
 	}
-	up, fe := &side{t: upT}, &side{t: ferryT}
+	up, fe := &side{t: upT}, &side{t: ferryT, cpu: f.cpu}
 	sides := []*side{up, fe}
+	pids := []int{f.Pid()}
 	var px *side
 	if b.proxy != nil {
-		px = &side{t: ep.upstream(b.proxy.URL)}
+		px = &side{t: ep.upstream(b.proxy.URL), cpu: b.proxy.cpu}
 		sides = []*side{up, px, fe}
+		pids = append(pids, b.proxy.Pid())
+	}
+	load := startLoadMeter(pids...)
+	if px != nil {
 		if _, err := cl.run(ctx, px.t, conc, b.cfg.warmup, 1, deadline); err != nil {
 			return latencyResult{}, fmt.Errorf("warm-up of the bare proxy: %w", err)
 		}
@@ -255,19 +269,23 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 		// Each round starts with a different side.
 		order := append(slices.Clone(sides[r%len(sides):]), sides[:r%len(sides)]...)
 		for _, s := range order {
-			cpu0, err := f.cpu()
-			if err != nil {
-				return latencyResult{}, err
+			var cpu0, cpu1 time.Duration
+			var err error
+			if s.cpu != nil {
+				if cpu0, err = s.cpu(); err != nil {
+					return latencyResult{}, err
+				}
 			}
 			l, err := cl.run(ctx, s.t, conc, count, b.cfg.verifyEvery, deadline)
 			if err != nil {
 				return latencyResult{}, err
 			}
-			cpu1, err := f.cpu()
-			if err != nil {
-				return latencyResult{}, err
+			if s.cpu != nil {
+				if cpu1, err = s.cpu(); err != nil {
+					return latencyResult{}, err
+				}
 			}
-			s.cpu += cpu1 - cpu0
+			s.spent += cpu1 - cpu0
 			s.samples = append(s.samples, l.samples...)
 			s.wall += l.wall
 			s.checked += l.checked
@@ -285,7 +303,7 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 	}
 	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas,
 		upstream: summarise(up.samples, up.wall, up.checked), ferry: summarise(fe.samples, fe.wall, fe.checked),
-		ferryCPU: fe.cpu / time.Duration(len(fe.samples))}
+		ferryCPU: fe.spent / time.Duration(len(fe.samples)), otherLoad: load.other()}
 	if b.cfg.profile != "" && conc == 1 {
 		if err := b.profileCPU(ctx, f, ferryT, ep.route); err != nil {
 			return latencyResult{}, fmt.Errorf("profile: %w", err)
@@ -294,12 +312,13 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 	if px != nil {
 		st := summarise(px.samples, px.wall, px.checked)
 		res.proxy = &st
-		b.logf("  proxy:    first %v/%v last %v/%v, %.0f req/s", st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps)
+		res.proxyCPU = px.spent / time.Duration(len(px.samples))
+		b.logf("  proxy:    first %v/%v last %v/%v, %.0f req/s, %v CPU per request", st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps, res.proxyCPU)
 	}
 	b.logf("  upstream: first %v/%v last %v/%v, %.0f req/s", res.upstream.first.p50, res.upstream.first.p99,
 		res.upstream.last.p50, res.upstream.last.p99, res.upstream.rps)
-	b.logf("  ferry:    first %v/%v last %v/%v, %.0f req/s, %v CPU per request", res.ferry.first.p50, res.ferry.first.p99,
-		res.ferry.last.p50, res.ferry.last.p99, res.ferry.rps, res.ferryCPU)
+	b.logf("  ferry:    first %v/%v last %v/%v, %.0f req/s, %v CPU per request; other processes used %.0f%% of the machine",
+		res.ferry.first.p50, res.ferry.first.p99, res.ferry.last.p50, res.ferry.last.p99, res.ferry.rps, res.ferryCPU, res.otherLoad*100)
 	return res, nil
 }
 

@@ -72,19 +72,21 @@ func TestParsersRejectCutStreams(t *testing.T) {
 
 func TestWriteSectionKeepsOtherSections(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	other := "# Benchmarks\n\n## Auth and startup\n\nkept\n"
+	heading := headings[6]
+	// Issue 3's section stays as history when issue 6's is written.
+	other := "# Benchmarks\n\n## Auth and startup\n\nkept\n\n" + headings[3] + "\n\nhistory\n"
 	if err := os.WriteFile(path, []byte(other), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, run := range []string{"first", "second"} {
-		if err := writeSection(path, heading+"\n\n"+run+"\n"); err != nil {
+		if err := writeSection(path, heading, heading+"\n\n"+run+"\n"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := os.WriteFile(path, append(must(os.ReadFile(path)), "\n## Later section\n\nalso kept\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeSection(path, heading+"\n\nthird\n"); err != nil {
+	if err := writeSection(path, heading, heading+"\n\nthird\n"); err != nil {
 		t.Fatal(err)
 	}
 	got := string(must(os.ReadFile(path)))
@@ -140,7 +142,7 @@ func TestHarnessSmoke(t *testing.T) {
 			}
 		}
 	}
-	if len(rep.memory) != len(endpoints)-len(rep.skipped)+1 {
+	if len(rep.memory) != 2*(len(endpoints)-len(rep.skipped)) {
 		t.Fatalf("%d memory results", len(rep.memory))
 	}
 	for _, m := range rep.memory {
@@ -148,8 +150,9 @@ func TestHarnessSmoke(t *testing.T) {
 			t.Errorf("%s: %+v", m.route, m)
 		}
 	}
+	rep.issue = 6
 	md := rep.markdown()
-	for _, want := range append([]string{heading, "### Targets", "### Latency", "### Memory"}, rep.latency[0].route) {
+	for _, want := range append([]string{headings[6], "### Targets", "### Latency", "### Memory", "Ferry vs bare proxy"}, rep.latency[0].route) {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q", want)
 		}

@@ -248,34 +248,9 @@ func procMemory(pid int) (memory, error) {
 	return m, nil
 }
 
-// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
-// 100 on every Linux this runs on).
-const clockTick = 10 * time.Millisecond
-
 // cpu reads the CPU time Ferry has used so far, user and system, all
 // threads.
-func (f *ferryProc) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", f.Pid()))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, in parentheses, may hold spaces; the fields after
-	// it start with the state (field 3); utime and stime are fields 14, 15.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", f.Pid())
-	}
-	var ticks int64
-	for _, v := range fields[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", f.Pid(), err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * clockTick, nil
-}
+func (f *ferryProc) cpu() (time.Duration, error) { return procCPU(f.Pid()) }
 
 // gcTrace matches a line of GODEBUG=gctrace=1: the heap at the start of a
 // collection, at its end and live, the next goal, and the goroutine stacks.

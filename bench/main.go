@@ -23,8 +23,11 @@
 //	go run ./bench
 //
 // It prints a Markdown report and writes it into BENCHMARKS.md, under the
-// heading "## Streaming overhead (issue 3)" (other sections are kept).
-// -profile DIR also saves Ferry's CPU, heap and goroutine profiles.
+// heading "## One funnel, lean stream (issue 6)" with issue 6's targets
+// (other sections are kept; -issue 3 writes issue 3's section instead).
+// -before FILE sets the figures of an earlier run (another commit's, say)
+// beside this run's. -profile DIR also saves Ferry's CPU, heap and
+// goroutine profiles.
 package main
 
 import (
@@ -80,6 +83,9 @@ type options struct {
 	out         string
 	timeout     time.Duration
 	verifyEvery int
+	issue       int    // whose targets to report, and in which section
+	before      string // an earlier run's BENCHMARKS.md, to compare with
+	beforeLabel string
 	// settle is how long memory readings wait for the process to settle,
 	// and how long the peak readings span; 1 s (the smoke test shortens it).
 	settle time.Duration
@@ -112,6 +118,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.ferryBin, "ferry", "", "a Ferry binary to run (default: go build ./cmd/ferry into a temporary directory)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "Ferry's FERRY_LOG_LEVEL (info adds an access log line per request)")
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "file (relative to the module root) to write the results into; empty writes none")
+	fs.IntVar(&c.issue, "issue", 6, "whose targets to report, and so which section of the -out file to write: 6, or 3 (its section is kept as history)")
+	fs.StringVar(&c.before, "before", "", "`FILE`: a BENCHMARKS.md written by an earlier run of this command (at another commit, in a worktree), whose figures are set beside this run's")
+	fs.StringVar(&c.beforeLabel, "before-label", "before", "what the -before run was of, such as its commit, for the report")
 	fs.DurationVar(&c.timeout, "timeout", 20*time.Minute, "stop everything after this long")
 	fs.IntVar(&c.verifyEvery, "verify-every", 16, "decode and check the full answer of every k-th measured request (every request ends checked for its final event)")
 	if err := fs.Parse(args); err != nil {
@@ -149,6 +158,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-verify-every must be at least 1")
 	case c.streams < 1:
 		return nil, fmt.Errorf("-streams must be at least 1")
+	case headings[c.issue] == "":
+		return nil, fmt.Errorf("-issue must be 3 or 6")
 	case c.profile != "" && c.ferryBin != "":
 		return nil, fmt.Errorf("-profile builds its own Ferry; it cannot be used with -ferry")
 	}
@@ -179,16 +190,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logf("warning: %v", err)
 	}
 
+	rep := &report{issue: cfg.issue, command: command(args), machine: describeMachine(), started: time.Now().UTC(), loadStart: loadAverage()}
+	if cfg.before != "" {
+		// Read first, so a wrong path fails before minutes of measuring.
+		if rep.before, err = readEarlier(cfg.before, cfg.beforeLabel, headings[cfg.issue]); err != nil {
+			return fmt.Errorf("-before: %w", err)
+		}
+	}
 	b, err := newBench(ctx, cfg, root, logf)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-
-	rep := &report{command: command(args), machine: describeMachine(), started: time.Now().UTC()}
 	if err := b.measureAll(ctx, rep); err != nil {
 		return err
 	}
+	rep.loadEnd = loadAverage()
 	md := rep.markdown()
 	fmt.Fprint(stdout, md)
 	if cfg.out != "" {
@@ -196,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !strings.HasPrefix(path, "/") {
 			path = root + "/" + path
 		}
-		if err := writeSection(path, md); err != nil {
+		if err := writeSection(path, headings[cfg.issue], md); err != nil {
 			return err
 		}
 		logf("wrote %s", path)

@@ -19,10 +19,10 @@ const openAtOnce = 1000
 
 // memResult is a server's memory with many streams held open.
 type memResult struct {
-	route   string
-	floor   bool // the bare proxy, not Ferry
-	streams int  // asked for
-	opened  int  // that received their first event
+	route   string // the Ferry endpoint, or the one whose upstream the bare proxy forwarded to
+	floor   bool   // the bare proxy, not Ferry
+	streams int    // asked for
+	opened  int    // that received their first event
 	// upstreamOpen counts the fake's requests still streaming when the
 	// memory was read: each open client stream must hold one.
 	upstreamOpen int
@@ -243,10 +243,10 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint) (memResult, erro
 }
 
 // measureProxyMemory is measureMemory for a fresh bare proxy in front of
-// the fake's Anthropic stream: the floor under Ferry's memory per stream.
-func (b *bench) measureProxyMemory(ctx context.Context) (memResult, error) {
-	ep, _ := endpointFor("/ai/chat/stream")
-	res := memResult{route: "bare proxy (" + ep.upstreamPath + ")", floor: true, streams: b.cfg.streams}
+// the fake's stream that ep calls: the floor under Ferry's memory per
+// stream.
+func (b *bench) measureProxyMemory(ctx context.Context, ep endpoint) (memResult, error) {
+	res := memResult{route: ep.route, floor: true, streams: b.cfg.streams}
 	b.answer(b.cfg.deltas)
 	px, err := startProxy(ctx, b.fake.URL)
 	if err != nil {
@@ -254,7 +254,7 @@ func (b *bench) measureProxyMemory(ctx context.Context) (memResult, error) {
 	}
 	defer px.stop()
 	pid := px.cmd.Process.Pid
-	b.logf("bare proxy: %d streams open at once (pid %d)", b.cfg.streams, pid)
+	b.logf("bare proxy to %s: %d streams open at once (pid %d)", ep.upstreamPath, b.cfg.streams, pid)
 	t := ep.upstream(px.URL)
 
 	warm := newClient(b.want, 8)

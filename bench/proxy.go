@@ -119,6 +119,12 @@ func startProxy(ctx context.Context, upstream string) (*proxyProc, error) {
 	}
 }
 
+// Pid is the bare proxy's process id.
+func (p *proxyProc) Pid() int { return p.cmd.Process.Pid }
+
+// cpu reads the CPU time the bare proxy has used so far.
+func (p *proxyProc) cpu() (time.Duration, error) { return procCPU(p.Pid()) }
+
 func (p *proxyProc) stop() {
 	p.stdin.Close()
 	done := make(chan struct{})

@@ -13,19 +13,17 @@ import (
 	"time"
 )
 
-// heading is this report's section of BENCHMARKS.md; writeSection replaces
-// only it.
-const heading = "## Streaming overhead (issue 3)"
-
-// Targets set by the issue.
-const (
-	targetAdded   = 200 * time.Microsecond // median added latency at concurrency 1
-	targetStreams = 5000                   // streams open at once…
-	targetRSS     = 200 << 20              // …in under this much resident memory
-)
+// headings are the sections of BENCHMARKS.md this command writes, by the
+// issue whose targets they report; writeSection replaces only the one a
+// run writes. Issue 3's is kept as the record of that work.
+var headings = map[int]string{
+	3: "## Streaming overhead (issue 3)",
+	6: "## One funnel, lean stream (issue 6)",
+}
 
 // report is everything one run measured.
 type report struct {
+	issue    int // whose targets, and which section: a key of headings
 	command  string
 	machine  machine
 	started  time.Time
@@ -39,6 +37,11 @@ type report struct {
 	latency  []latencyResult
 	memory   []memResult
 	skipped  []string // routes this build of Ferry does not serve
+	// loadStart and loadEnd are /proc/loadavg's 1, 5 and 15 minute figures
+	// when the run started and ended.
+	loadStart, loadEnd string
+	// before is an earlier run's figures (-before), to compare with.
+	before *earlier
 }
 
 type machine struct {
@@ -116,35 +119,79 @@ func verdict(ok bool) string {
 	return "**FAIL**"
 }
 
-// markdown is the report as a section of BENCHMARKS.md.
+// markdown is the report as a section of BENCHMARKS.md: the issue's
+// introduction and targets, then the tables every issue shares.
 func (r *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("%s\n\n", heading)
-	p("What Ferry adds on top of its upstream. The same streamed answer (%s) is read straight from the fake upstream "+
+	p("%s\n\n", headings[r.issue])
+	switch r.issue {
+	case 3:
+		r.intro3(p)
+		r.targets3(p)
+	default:
+		r.intro6(p)
+		r.targets6(p)
+		r.beforeAfter(p)
+	}
+	r.latencyTable(p)
+	r.memoryTable(p)
+	p("\nTo see where the time and memory go: `go run ./bench -profile DIR` also saves Ferry's CPU profile per endpoint " +
+		"(concurrency 1, an extra run after the measured ones) and heap and goroutine profiles with the streams open, " +
+		"from a Ferry built with a pprof listener overlaid (`go build -overlay`; the tree is untouched); " +
+		"`go test ./bench -run '^$' -bench . -benchtime 2000x` times the pieces of a chat request one by one " +
+		"(API-key check, the chat funnel's turn, the provider clients against plain HTTP).\n\n")
+	return b.String()
+}
+
+// printf is how the section's parts write.
+type printf func(format string, a ...any)
+
+// method describes how the figures are taken, for every issue's section.
+func (r *report) method(p printf) {
+	p("The same streamed answer (%s) is read straight from the fake upstream "+
 		"(`llm/llmtest`, protocol-faithful, in the benchmark process) and through Ferry (a child process built from `./cmd/ferry`: "+
 		"SQLite in a fresh data directory, an API key as the Bearer credential, `FERRY_LOG_LEVEL=warn`), by the same client, in the same run; "+
 		"rounds alternate which side goes first. *First byte* is the first byte of the response body, *last byte* the end of it, "+
 		"both timed from just before the request is sent. *Added* is Ferry's percentile minus the upstream's. "+
 		"Every answer is checked to end with its final event, and every %s (and every warm-up one) is decoded and compared with the scripted text.\n\n",
 		plural(r.deltas, "text delta"), ordinal(r.every))
+	if r.floor {
+		p("*Bare proxy* is the same figure for a standard-library reverse proxy (`httputil.ReverseProxy`, flushing every read) " +
+			"in its own process between the same client and fake: what one more HTTP hop costs on this machine, before any work.\n\n")
+	}
 	p("The client, the fake and Ferry share the machine's cores, and the fake sends its deltas back to back, as fast as it can write them. " +
 		"So at concurrency 64 every side is bounded by the machine, not by the server alone; and Ferry's first byte also waits for the CPU that Ferry " +
 		"and the fake spend on the deltas behind it. The rows with a one-delta answer have no such burst: they show Ferry's fixed cost per request.\n\n")
-	p("Command, from the module root:\n\n    %s\n\n", r.command)
+}
+
+// machineLine says where and when the run was.
+func (r *report) machineLine(p printf) {
 	m := r.machine
-	p("Machine: %d cores (`nproc` %d, GOMAXPROCS %d), %s, %.1f GiB, Linux %s, %s. Run %s, took %s.\n\n",
+	p("Machine: %d cores (`nproc` %d, GOMAXPROCS %d), %s, %.1f GiB, Linux %s, %s. Run %s, took %s.",
 		m.cpus, m.cpus, m.procs, m.model, float64(m.memTotal)/(1<<30), m.kernel, m.goVersion,
 		r.started.Format("2006-01-02 15:04 MST"), r.duration.Round(time.Second))
+	if r.loadStart != "" {
+		p(" Load average (1, 5, 15 min) %s at the start, %s at the end.", r.loadStart, r.loadEnd)
+	}
+	p("\n\n")
 	if len(r.skipped) > 0 {
 		p("Not measured: %s (this build of Ferry answers 404: the route does not exist yet).\n\n", strings.Join(r.skipped, ", "))
 	}
+}
 
+// intro3 is issue 3's introduction.
+func (r *report) intro3(p printf) {
+	p("What Ferry adds on top of its upstream. ")
+	r.method(p)
+	p("Command, from the module root:\n\n    %s\n\n", r.command)
+	r.machineLine(p)
+}
+
+// targets3 is issue 3's targets: under 0.2 ms added at concurrency 1, and
+// 5,000 streams in under 200 MB.
+func (r *report) targets3(p printf) {
 	p("### Targets\n\n")
-	if r.floor {
-		p("*Bare proxy (floor)* is the same figure for a standard-library reverse proxy (`httputil.ReverseProxy`, flushing every read) " +
-			"in its own process between the same client and fake: what one more HTTP hop costs on this machine, before any work.\n\n")
-	}
 	p("| Target | Endpoint | Measured | Bare proxy (floor) | Result |\n|---|---|---:|---:|---|\n")
 	floor := func(pick func(stats) time.Duration, l latencyResult) string {
 		if l.proxy == nil {
@@ -164,50 +211,73 @@ func (r *report) markdown() string {
 		}{{"first byte", first}, {"last byte", last}} {
 			a := c.pick(l.ferry) - c.pick(l.upstream)
 			p("| Median added latency at concurrency 1 < 0.2 ms: %s, %s | %s | %s | %s | %s |\n", c.what, plural(l.deltas, "delta"), l.route,
-				added(c.pick(l.ferry), c.pick(l.upstream)), floor(c.pick, l), verdict(a < targetAdded))
+				added(c.pick(l.ferry), c.pick(l.upstream)), floor(c.pick, l), verdict(a < 200*time.Microsecond))
 		}
 	}
-	var floorRSS string
 	for _, mr := range r.memory {
 		if mr.floor {
-			floorRSS = fmt.Sprintf("%.1f MB", mb(mr.open.rss))
+			continue
 		}
-	}
-	for _, mr := range r.memory {
-		switch {
-		case mr.floor:
-		case mr.streams < targetStreams:
+		floorRSS := "–"
+		if px, ok := r.proxyMemory(mr.route); ok {
+			floorRSS = fmt.Sprintf("%.1f MB", mb(px.open.rss))
+		}
+		if mr.streams < targetStreams {
 			p("| 5,000 open streams < 200 MB | %s | %d streams only: %.1f MB | %s | not measured at 5,000 |\n", mr.route, mr.streams, mb(mr.open.rss), floorRSS)
-		default:
-			ok := mr.opened >= targetStreams && mr.open.rss < targetRSS
-			p("| 5,000 open streams < 200 MB | %s | %.1f MB with %d open | %s | %s |\n", mr.route, mb(mr.open.rss), mr.opened, floorRSS, verdict(ok))
+			continue
+		}
+		ok := mr.opened >= targetStreams && mr.open.rss < targetRSS
+		p("| 5,000 open streams < 200 MB | %s | %.1f MB with %d open | %s | %s |\n", mr.route, mb(mr.open.rss), mr.opened, floorRSS, verdict(ok))
+	}
+	p("\n")
+}
+
+// proxyMemory is the bare proxy's memory reading for route's upstream.
+func (r *report) proxyMemory(route string) (memResult, bool) {
+	for _, mr := range r.memory {
+		if mr.floor && mr.route == route {
+			return mr, true
 		}
 	}
+	return memResult{}, false
+}
 
-	p("\n### Latency\n\nUpstream is the fake's own endpoint named in brackets; n counts the measured requests per side, after a warm-up of %d each. "+
-		"Ferry's CPU per request is its user and system time (all threads, from /proc/<pid>/stat, 10 ms ticks) while its side ran, divided by the requests.\n\n", r.warmup)
-	p("| Endpoint | Conc. | Side | n | Req/s | First byte p50 | First byte p99 | Last byte p50 | Last byte p99 | Ferry CPU per request |\n")
-	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+// latencyTable is every level measured, every side.
+func (r *report) latencyTable(p printf) {
+	p("### Latency\n\nUpstream is the fake's own endpoint named in brackets; n counts the measured requests per side, after a warm-up of %d each. "+
+		"*CPU per request* is the server's user and system time (all threads, from /proc/<pid>/stat, 10 ms ticks) while its side ran, divided by its requests. "+
+		"*Other load* is the share of the machine's CPU (all cores, from /proc/stat) that processes outside the benchmark used while the level ran: "+
+		"what disturbed it.\n\n", r.warmup)
+	p("| Endpoint | Conc. | Side | n | Req/s | First byte p50 | First byte p99 | Last byte p50 | Last byte p99 | CPU per request | Other load |\n")
+	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range r.latency {
 		u, f := l.upstream, l.ferry
-		p("| %s (vs %s), %s | %d | upstream | %d | %.0f | %s | %s | %s | %s | |\n", l.route, l.upstreamPath, plural(l.deltas, "delta"), l.conc, u.n, u.rps,
-			ms(u.first.p50), ms(u.first.p99), ms(u.last.p50), ms(u.last.p99))
-		if x := l.proxy; x != nil {
-			p("| | | bare proxy | %d | %.0f | %s | %s | %s | %s | |\n", x.n, x.rps, ms(x.first.p50), ms(x.first.p99), ms(x.last.p50), ms(x.last.p99))
+		other := "–"
+		if l.otherLoad >= 0 {
+			other = fmt.Sprintf("%.0f%%", l.otherLoad*100)
 		}
-		p("| | | Ferry | %d | %.0f | %s | %s | %s | %s | %s |\n", f.n, f.rps, ms(f.first.p50), ms(f.first.p99), ms(f.last.p50), ms(f.last.p99), ms(l.ferryCPU))
-		p("| | | **added by Ferry** | | %+.0f%% | **%s** | %s | **%s** | %s | |\n", (f.rps/u.rps-1)*100,
+		p("| %s (vs %s), %s | %d | upstream | %d | %.0f | %s | %s | %s | %s | | %s |\n", l.route, l.upstreamPath, plural(l.deltas, "delta"), l.conc, u.n, u.rps,
+			ms(u.first.p50), ms(u.first.p99), ms(u.last.p50), ms(u.last.p99), other)
+		if x := l.proxy; x != nil {
+			p("| | | bare proxy | %d | %.0f | %s | %s | %s | %s | %s | |\n", x.n, x.rps, ms(x.first.p50), ms(x.first.p99), ms(x.last.p50), ms(x.last.p99), ms(l.proxyCPU))
+		}
+		p("| | | Ferry | %d | %.0f | %s | %s | %s | %s | %s | |\n", f.n, f.rps, ms(f.first.p50), ms(f.first.p99), ms(f.last.p50), ms(f.last.p99), ms(l.ferryCPU))
+		p("| | | **added by Ferry** | | %+.0f%% | **%s** | %s | **%s** | %s | | |\n", (f.rps/u.rps-1)*100,
 			added(f.first.p50, u.first.p50), added(f.first.p99, u.first.p99), added(f.last.p50, u.last.p50), added(f.last.p99, u.last.p99))
 		if x := l.proxy; x != nil {
-			p("| | | added by a bare proxy | | %+.0f%% | %s | %s | %s | %s | |\n", (x.rps/u.rps-1)*100,
+			p("| | | added by a bare proxy | | %+.0f%% | %s | %s | %s | %s | | |\n", (x.rps/u.rps-1)*100,
 				added(x.first.p50, u.first.p50), added(x.first.p99, u.first.p99), added(x.last.p50, u.last.p50), added(x.last.p99, u.last.p99))
 		}
 	}
+}
 
+// memoryTable is every memory reading, and with -profile the runtime's
+// account of it.
+func (r *report) memoryTable(p printf) {
 	if len(r.memory) > 0 {
 		p("\n### Memory with %d streams open at once\n\n", r.streams)
-		p("Resident memory (VmRSS, VmHWM from /proc) of a fresh Ferry per endpoint (and of a fresh bare proxy), warmed up with %d requests; the fake "+
-			"pauses %v before each delta, so the streams stay open and keep receiving deltas while the memory is read. "+
+		p("Resident memory (VmRSS, VmHWM from /proc) of a fresh Ferry per endpoint (and of a fresh bare proxy in front of that endpoint's upstream stream), "+
+			"warmed up with %d requests; the fake pauses %v before each delta, so the streams stay open and keep receiving deltas while the memory is read. "+
 			"Live heap, heap goal and stacks in use are from Ferry's last garbage collection before the reading (`GODEBUG=gctrace=1`, set for these runs only); "+
 			"the stacks allocated are larger (see `-profile`). "+
 			"Then every client leaves: the server must end each upstream request and keep serving. "+
@@ -231,7 +301,7 @@ func (r *report) markdown() string {
 				}
 				return fmt.Sprintf("%d MB", v)
 			}
-			p("| %s | %d of %d | %.1f s | %.1f MB | %.1f MB | %.1f KB | %s | %s | %s | %.1f MB | %.1f MB | %s | %s |\n", mr.route, mr.opened, mr.streams,
+			p("| %s | %d of %d | %.1f s | %.1f MB | %.1f MB | %.1f KB | %s | %s | %s | %.1f MB | %.1f MB | %s | %s |\n", mr.server(), mr.opened, mr.streams,
 				mr.ramp.Seconds(), mb(mr.idle.rss), mb(mr.open.rss), per, gc(mr.gc.live), gc(mr.gc.goal), gc(mr.gc.stacks),
 				mb(mr.open.hwm), mb(mr.after.rss), ended, healthy)
 		}
@@ -255,18 +325,37 @@ func (r *report) markdown() string {
 				kb(mr.collected.heapObjects), kb(rm.heapUnused+rm.heapFree), kb(rm.stacks+rm.osStacks), kb(rm.metadata))
 		}
 	}
-	p("\nTo see where the time and memory go: `go run ./bench -profile DIR` also saves Ferry's CPU profile per endpoint " +
-		"(concurrency 1, an extra run after the measured ones) and heap and goroutine profiles with the streams open, " +
-		"from a Ferry built with a pprof listener overlaid (`go build -overlay`; the tree is untouched); " +
-		"`go test ./bench -run '^$' -bench . -benchtime 2000x` times the pieces of a chat request one by one " +
-		"(API-key check, the writes before and after the upstream call, the SDK adapters against plain HTTP).\n\n")
-	return b.String()
+}
+
+// server names the process a memory reading is of, as its table row does.
+func (mr memResult) server() string {
+	if !mr.floor {
+		return mr.route
+	}
+	path := mr.route
+	if ep, ok := endpointFor(mr.route); ok {
+		path = ep.upstreamPath
+	}
+	return "bare proxy (" + path + ")"
+}
+
+// loadAverage is /proc/loadavg's first three fields.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], ", ")
 }
 
 // writeSection puts md, which starts with heading, into the file at path:
 // in place of an earlier version of the section, else at the end. Other
 // sections are kept as they are.
-func writeSection(path, md string) error {
+func writeSection(path, heading, md string) error {
 	old, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return os.WriteFile(path, []byte("# Benchmarks\n\n"+md), 0o644)
