@@ -52,7 +52,7 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 		}
-		return &Store{driver: d.Driver, db: db, rdb: db, w: newWriter(db)}, nil
+		return &Store{driver: d.Driver, db: db, rdb: db, w: newWriter(db, d.Driver)}, nil
 	case "sqlite":
 		if err := os.MkdirAll(filepath.Dir(d.DSN), 0o700); err != nil {
 			return nil, err
@@ -82,7 +82,7 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 			r.Close()
 			return nil, fmt.Errorf("open SQLite %s: %w", d.DSN, err)
 		}
-		return &Store{driver: d.Driver, db: w, rdb: r, w: newWriter(w)}, nil
+		return &Store{driver: d.Driver, db: w, rdb: r, w: newWriter(w, d.Driver)}, nil
 	}
 	return nil, fmt.Errorf("unknown database driver %q", d.Driver)
 }

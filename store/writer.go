@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -146,6 +149,7 @@ type group struct {
 // writer is the Store's queue of groups and the goroutine that commits it.
 type writer struct {
 	db *sql.DB
+	pg bool // PostgreSQL: batches go as one pipeline
 
 	mu     sync.Mutex
 	queue  []*group
@@ -155,15 +159,15 @@ type writer struct {
 	wake    chan struct{} // a token when the queue may have grown
 	stopped chan struct{} // closed when the goroutine has drained and exited
 
-	// Used by the writer goroutine only; prepared on its first batch, since
-	// the tables may not exist before Migrate.
+	// Used by the writer goroutine only, on SQLite; prepared on its first
+	// batch, since the tables may not exist before Migrate.
 	stmts [stmtCount]*sql.Stmt
 
 	stats struct{ commits, groups, failed, splits, retries atomic.Int64 }
 }
 
-func newWriter(db *sql.DB) *writer {
-	w := &writer{db: db, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newWriter(db *sql.DB, driver string) *writer {
+	w := &writer{db: db, pg: driver == "postgres", wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -171,13 +175,20 @@ func newWriter(db *sql.DB) *writer {
 // Submit queues ops to be committed together, in one transaction, after
 // everything submitted before. It never waits for the database; the
 // returned Pending says when the ops are committed or have failed. After
-// Close the Pending fails with ErrClosed. Submit with no ops returns a
-// Pending that has already succeeded.
+// Close the Pending fails with ErrClosed, and with an Op{} (one not built
+// by the constructors) at once. Submit with no ops returns a Pending that
+// has already succeeded.
 func (s *Store) Submit(ops ...Op) *Pending {
 	p := &Pending{done: make(chan struct{})}
 	if len(ops) == 0 {
 		p.complete(nil)
 		return p
+	}
+	for _, op := range ops {
+		if op.kind == 0 {
+			p.complete(errors.New("store: an Op not built by its constructors"))
+			return p
+		}
 	}
 	w := s.w
 	w.mu.Lock()
@@ -186,7 +197,8 @@ func (s *Store) Submit(ops ...Op) *Pending {
 		p.complete(ErrClosed)
 		return p
 	}
-	w.queue = append(w.queue, &group{ops: ops, p: p})
+	// The caller may reuse its slice once Submit returns.
+	w.queue = append(w.queue, &group{ops: slices.Clone(ops), p: p})
 	w.last = p
 	w.mu.Unlock()
 	select {
@@ -345,9 +357,20 @@ func (w *writer) attempt(groups []*group) error {
 	}
 }
 
+// tx runs groups in one transaction: on PostgreSQL as one pipeline (see
+// pipeline), elsewhere statement by statement.
 func (w *writer) tx(groups []*group) error {
 	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
 	defer cancel()
+	var steps []step
+	for _, g := range groups {
+		for _, op := range g.ops {
+			steps = op.appendSteps(steps)
+		}
+	}
+	if w.pg {
+		return w.pipeline(ctx, steps)
+	}
 	if err := w.prepare(ctx); err != nil {
 		return err
 	}
@@ -355,18 +378,57 @@ func (w *writer) tx(groups []*group) error {
 	if err != nil {
 		return err
 	}
-	for _, g := range groups {
-		for _, op := range g.ops {
-			if err := w.exec(ctx, tx, op); err != nil {
-				tx.Rollback()
-				return err
-			}
+	defer tx.Rollback()
+	for _, st := range steps {
+		res, err := tx.StmtContext(ctx, w.stmts[st.stmt]).ExecContext(ctx, st.args...)
+		var n int64
+		if err == nil && st.one {
+			n, err = res.RowsAffected()
+		}
+		if err := st.check(n, err); err != nil {
+			return err
 		}
 	}
 	return tx.Commit()
 }
 
-// The statements the writer prepares once per Store.
+// pipeline runs steps in one PostgreSQL transaction, sent as one batch:
+// statement by statement, a batch of 256 writes would wait out 256 round
+// trips on the writer's one connection. pgx prepares each statement once
+// per connection and keeps it (its statement cache), so this is the
+// PostgreSQL form of the writer's prepared statements.
+func (w *writer) pipeline(ctx context.Context, steps []step) error {
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		tx, err := dc.(*stdlib.Conn).Conn().Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(steps))}
+		for _, st := range steps {
+			b.Queue(writerSQL[st.stmt], st.args...)
+		}
+		br := tx.SendBatch(ctx, b)
+		for _, st := range steps {
+			ct, err := br.Exec()
+			if err := st.check(ct.RowsAffected(), err); err != nil {
+				br.Close()
+				return err
+			}
+		}
+		if err := br.Close(); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+}
+
+// The writer's statements, prepared once per Store.
 const (
 	stmtInsertConversation = iota
 	stmtInsertMessage
@@ -390,8 +452,9 @@ var writerSQL = [stmtCount]string{
 		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 }
 
-// prepare prepares the writer's statements unless they are ready. A failure
-// (tables not migrated yet) leaves them unprepared for the next batch.
+// prepare prepares the writer's statements with database/sql unless they
+// are ready. A failure (tables not migrated yet) leaves them unprepared for
+// the next batch.
 func (w *writer) prepare(ctx context.Context) error {
 	if w.stmts[stmtCount-1] != nil {
 		return nil
@@ -416,55 +479,58 @@ func (w *writer) closeStmts() {
 	}
 }
 
-func (w *writer) execStmt(ctx context.Context, tx *sql.Tx, i int, args ...any) (sql.Result, error) {
-	return tx.StmtContext(ctx, w.stmts[i]).ExecContext(ctx, args...)
+// step is one statement of an Op.
+type step struct {
+	stmt int
+	args []any
+	what string // names the write in errors
+	one  bool   // the statement must change a row
 }
 
-func (w *writer) exec(ctx context.Context, tx *sql.Tx, op Op) error {
+// check turns a step's outcome (n rows changed, or err) into its error.
+func (st step) check(n int64, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", st.what, err)
+	}
+	if st.one && n == 0 {
+		return fmt.Errorf("%s: %w", st.what, ferry.Errorf(ferry.NotFound, "message not found"))
+	}
+	return nil
+}
+
+func (op Op) appendSteps(steps []step) []step {
 	switch op.kind {
 	case opInsertConversation:
 		c := op.c
-		if _, err := w.execStmt(ctx, tx, stmtInsertConversation, c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt); err != nil {
-			return fmt.Errorf("insert conversation %s: %w", c.ID, err)
-		}
+		return append(steps, step{stmt: stmtInsertConversation, what: "insert conversation " + c.ID,
+			args: []any{c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt}})
 	case opInsertMessage:
 		m := op.m
-		if _, err := w.execStmt(ctx, tx, stmtInsertMessage, m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider,
-			m.InputTokens, m.OutputTokens, m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt); err != nil {
-			return fmt.Errorf("insert message %s: %w", m.ID, err)
-		}
-		if _, err := w.execStmt(ctx, tx, stmtTouchConversation, m.CreatedAt, m.ConversationID); err != nil {
-			return fmt.Errorf("touch conversation %s: %w", m.ConversationID, err)
-		}
+		return append(steps,
+			step{stmt: stmtInsertMessage, what: "insert message " + m.ID,
+				args: []any{m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
+					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt}},
+			step{stmt: stmtTouchConversation, what: "touch conversation " + m.ConversationID,
+				args: []any{m.CreatedAt, m.ConversationID}})
 	case opFinishMessage:
 		m := op.m
-		res, err := w.execStmt(ctx, tx, stmtFinishMessage, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-			m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.ID)
-		if err != nil {
-			return fmt.Errorf("finish message %s: %w", m.ID, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("finish message %s: %w", m.ID, err)
-		} else if n == 0 {
-			return ferry.Errorf(ferry.NotFound, "message %s not found", m.ID)
-		}
-		if _, err := w.execStmt(ctx, tx, stmtTouchMessageConversation, op.at, m.ID); err != nil {
-			return fmt.Errorf("touch conversation of message %s: %w", m.ID, err)
-		}
+		return append(steps,
+			step{stmt: stmtFinishMessage, what: "finish message " + m.ID, one: true,
+				args: []any{m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
+					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.ID}},
+			step{stmt: stmtTouchMessageConversation, what: "touch conversation of message " + m.ID,
+				args: []any{op.at, m.ID}})
 	case opInsertUsage:
 		u := op.u
 		var userID any
 		if u.UserID != "" {
 			userID = u.UserID
 		}
-		if _, err := w.execStmt(ctx, tx, stmtInsertUsage, u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
-			u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt); err != nil {
-			return fmt.Errorf("insert usage %s: %w", u.ID, err)
-		}
-	default:
-		return errors.New("store: an Op not built by its constructors")
+		return append(steps, step{stmt: stmtInsertUsage, what: "insert usage " + u.ID,
+			args: []any{u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
+				u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt}})
 	}
-	return nil
+	return steps // Submit refuses an Op{}
 }
 
 // transient reports whether err may pass if the transaction is tried again:

@@ -389,6 +389,9 @@ func TestWriterStreamingMessage(t *testing.T) {
 
 		err = s.Submit(store.FinishMessage(&ferry.Message{ID: "no-such-message", Status: ferry.StatusComplete})).Wait(ctx)
 		wantCode(t, err, ferry.NotFound)
+		if err := s.Submit(store.Op{}).Wait(ctx); err == nil {
+			t.Fatal("Submit of an Op{} succeeded")
+		}
 	})
 }
 
