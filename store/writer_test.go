@@ -255,6 +255,47 @@ func TestWriterBadGroupFailsAlone(t *testing.T) {
 	})
 }
 
+// A transaction that fails for a transient reason is tried again: here
+// PostgreSQL aborts the writer's batch to break a deadlock with another
+// transaction, and the retry commits it.
+func TestWriterRetriesDeadlock(t *testing.T) {
+	s, d := openDB(t, "postgres")
+	newUser(t, s, "u1", "a@example.com")
+	c := newConversation(t, s, "u1")
+	// Warm the writer's connection, so its statements are prepared and the
+	// next batch waits for usage_log at execution, after its other writes.
+	if err := s.Submit(store.InsertMessage(message(c.ID, ferry.RoleUserMsg, ferry.StatusComplete)),
+		store.InsertUsage(usage("u1"))).Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, err := rawDB(t, d).BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback()
+	if _, err := other.ExecContext(ctx, "LOCK TABLE usage_log IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	// The writer touches the conversation, then waits for usage_log ...
+	p := s.Submit(store.InsertMessage(message(c.ID, ferry.RoleUserMsg, ferry.StatusComplete)), store.InsertUsage(usage("u1")))
+	time.Sleep(200 * time.Millisecond)
+	// ... while the other transaction, holding usage_log, waits for the
+	// conversation: PostgreSQL aborts the writer, which waited first.
+	if _, err := other.ExecContext(ctx, "UPDATE conversations SET title = 'x' WHERE id = $1", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	other.Rollback()
+	if err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.WriteStats(); st.Retries == 0 {
+		t.Fatalf("stats %+v: want a retry", st)
+	}
+	if n := len(mustMessages(t, s, c.ID)); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
+	}
+}
+
 // Close commits everything queued before it closes the database.
 func TestWriterCloseDrains(t *testing.T) {
 	eachDB(t, func(t *testing.T, s *store.Store, d config.Database) {
