@@ -1,7 +1,8 @@
 // Package store keeps Ferry's data in SQL, through database/sql, on embedded
 // SQLite (modernc.org/sqlite) or PostgreSQL (pgx). One implementation serves
-// both; the engine differences live in this file and in the two migration
-// folders.
+// both; the engine differences live in this file, in the two migration
+// folders, and in writer.go (PostgreSQL batches go as one pipeline; which
+// errors are transient).
 package store
 
 import (

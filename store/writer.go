@@ -339,7 +339,10 @@ func (w *writer) done(groups []*group, err error) {
 }
 
 // attempt runs groups in one transaction, trying again with a short backoff
-// while it fails for a transient reason.
+// while it fails for a transient reason. A commit whose answer was lost
+// with the connection may have landed; its retry then fails on duplicate
+// keys and the groups report an error although their rows are there. That
+// is rare, and a false failure is safer than writing a turn twice.
 func (w *writer) attempt(groups []*group) error {
 	backoff := firstBackoff
 	for i := 1; ; i++ {
