@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -69,10 +71,10 @@ func (r *report) intro6(p printf) {
 		"costs something no server can avoid, so the targets bound what Ferry adds beyond it.\n\n")
 	p("Targets: at concurrency 1 with %s, the median time to the last byte through `/ollama/generate` is at most 0.1 ms more than through the bare proxy, "+
 		"and through `/ai/chat/stream` at most 0.5 ms more (what Ferry adds minus what a bare proxy adds; the upstream's own time cancels out). "+
-		"With %d streams open, Ferry's resident memory is at most %.2f× the bare proxy's (stretch: under 200 MB). "+
-		"At concurrency %d, the first byte's p99 is within %v of the bare proxy's. `/v1/chat/completions` is reported beside them, without a target of its own; "+
+		"With %s streams open, Ferry's resident memory is at most %.2f× the bare proxy's (stretch: under 200 MB). "+
+		"At concurrency %d, the first byte's p99 is within %s of the bare proxy's. `/v1/chat/completions` is reported beside them, without a target of its own; "+
 		"CPU per streamed request is reported before and after.\n\n",
-		plural(r.deltas, "delta"), targetStreams, targetRSSRatio, targetFirstAt, targetFirstP99)
+		plural(r.deltas, "delta"), thousands(targetStreams), targetRSSRatio, targetFirstAt, strings.TrimSuffix(ms(targetFirstP99), ".000 ms")+" ms")
 	r.method(p)
 	p("Command, from the module root:\n\n    %s\n\n", r.command)
 	if e := r.before; e != nil {
@@ -151,9 +153,9 @@ func (r *report) targets6(p printf) {
 		}
 		px, hasFloor := r.proxyMemory(t.route)
 		full := f.streams >= targetStreams && f.opened >= targetStreams
-		what := fmt.Sprintf("%d streams open: resident memory", targetStreams)
+		what := thousands(targetStreams) + " streams open: resident memory"
 		if f.streams < targetStreams {
-			what = fmt.Sprintf("%d streams open (not the %d of the target): resident memory", f.streams, targetStreams)
+			what = fmt.Sprintf("%s streams open (not the %s of the target): resident memory", thousands(f.streams), thousands(targetStreams))
 		}
 		ratio := row{target: what + ", Ferry's over the bare proxy's", route: t.route, measured: fmt.Sprintf("%.1f MB", mb(f.open.rss)),
 			floor: "–", versus: "–", goal: fmt.Sprintf("≤ %.2f×", targetRSSRatio), result: "–", before: "–"}
@@ -220,6 +222,15 @@ func (r *report) targets6(p printf) {
 		p("\n")
 	}
 	p("\n")
+}
+
+// thousands writes n with a comma between thousands: "5,000".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // verdict6 is PASS or FAIL, as issue 6's table says it.
