@@ -19,8 +19,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
-
-	"github.com/ferryhq/ferry"
 )
 
 // The writer commits chat writes (conversations, messages, usage) off the
@@ -45,70 +43,6 @@ const (
 
 // ErrClosed is the error of writes submitted after Close.
 var ErrClosed = errors.New("store: closed")
-
-type opKind uint8
-
-const (
-	opInsertConversation opKind = iota + 1
-	opInsertMessage
-	opFinishMessage
-	opInsertUsage
-)
-
-// Op is one write for Submit; build it with InsertConversation,
-// InsertMessage, FinishMessage or InsertUsage. It holds a copy of the
-// values it writes, taken when it is built: changing the struct afterwards
-// does not change the write.
-type Op struct {
-	kind opKind
-	c    *ferry.Conversation
-	m    *ferry.Message
-	u    *ferry.Usage
-	at   time.Time // FinishMessage: the conversation's new updated_at
-}
-
-// InsertConversation inserts c, first setting its CreatedAt and UpdatedAt
-// to now where they are zero.
-func InsertConversation(c *ferry.Conversation) Op {
-	now := time.Now().UTC()
-	if c.CreatedAt.IsZero() {
-		c.CreatedAt = now
-	}
-	if c.UpdatedAt.IsZero() {
-		c.UpdatedAt = now
-	}
-	cc := *c
-	return Op{kind: opInsertConversation, c: &cc}
-}
-
-// InsertMessage inserts m, first setting its CreatedAt to now where it is
-// zero, and sets its conversation's updated_at to m.CreatedAt.
-func InsertMessage(m *ferry.Message) Op {
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = time.Now().UTC()
-	}
-	mc := *m
-	return Op{kind: opInsertMessage, m: &mc}
-}
-
-// FinishMessage saves how the message with m.ID ended: its content, model,
-// provider, token counts, stop reason, status, error and timings (its role,
-// conversation and CreatedAt stay). Its conversation's updated_at becomes
-// now. No message with m.ID fails the Op's group with NotFound.
-func FinishMessage(m *ferry.Message) Op {
-	mc := *m
-	return Op{kind: opFinishMessage, m: &mc, at: time.Now().UTC()}
-}
-
-// InsertUsage appends u to the usage log, first setting its CreatedAt to now
-// where it is zero. An empty UserID is stored as NULL.
-func InsertUsage(u *ferry.Usage) Op {
-	if u.CreatedAt.IsZero() {
-		u.CreatedAt = time.Now().UTC()
-	}
-	uc := *u
-	return Op{kind: opInsertUsage, u: &uc}
-}
 
 // Pending is a submitted group of writes on its way to the database.
 type Pending struct {
@@ -431,30 +365,6 @@ func (w *writer) pipeline(ctx context.Context, steps []step) error {
 	})
 }
 
-// The writer's statements, prepared once per Store.
-const (
-	stmtInsertConversation = iota
-	stmtInsertMessage
-	stmtTouchConversation
-	stmtFinishMessage
-	stmtTouchMessageConversation
-	stmtInsertUsage
-	stmtCount
-)
-
-var writerSQL = [stmtCount]string{
-	stmtInsertConversation: `INSERT INTO conversations (` + conversationColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`,
-	stmtInsertMessage: `INSERT INTO messages (` + messageColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-	stmtTouchConversation: `UPDATE conversations SET updated_at = $1 WHERE id = $2`,
-	stmtFinishMessage: `UPDATE messages SET content = $1, model = $2, provider = $3, input_tokens = $4, output_tokens = $5,
-		stop_reason = $6, status = $7, error = $8, latency_ms = $9, first_token_ms = $10 WHERE id = $11`,
-	stmtTouchMessageConversation: `UPDATE conversations SET updated_at = $1
-		WHERE id = (SELECT conversation_id FROM messages WHERE id = $2)`,
-	stmtInsertUsage: `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
-		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-}
-
 // prepare prepares the writer's statements with database/sql unless they
 // are ready. A failure (tables not migrated yet) leaves them unprepared for
 // the next batch.
@@ -480,60 +390,6 @@ func (w *writer) closeStmts() {
 			w.stmts[i] = nil
 		}
 	}
-}
-
-// step is one statement of an Op.
-type step struct {
-	stmt int
-	args []any
-	what string // names the write in errors
-	one  bool   // the statement must change a row
-}
-
-// check turns a step's outcome (n rows changed, or err) into its error.
-func (st step) check(n int64, err error) error {
-	if err != nil {
-		return fmt.Errorf("%s: %w", st.what, err)
-	}
-	if st.one && n == 0 {
-		return fmt.Errorf("%s: %w", st.what, ferry.Errorf(ferry.NotFound, "message not found"))
-	}
-	return nil
-}
-
-func (op Op) appendSteps(steps []step) []step {
-	switch op.kind {
-	case opInsertConversation:
-		c := op.c
-		return append(steps, step{stmt: stmtInsertConversation, what: "insert conversation " + c.ID,
-			args: []any{c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt}})
-	case opInsertMessage:
-		m := op.m
-		return append(steps,
-			step{stmt: stmtInsertMessage, what: "insert message " + m.ID,
-				args: []any{m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt}},
-			step{stmt: stmtTouchConversation, what: "touch conversation " + m.ConversationID,
-				args: []any{m.CreatedAt, m.ConversationID}})
-	case opFinishMessage:
-		m := op.m
-		return append(steps,
-			step{stmt: stmtFinishMessage, what: "finish message " + m.ID, one: true,
-				args: []any{m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.ID}},
-			step{stmt: stmtTouchMessageConversation, what: "touch conversation of message " + m.ID,
-				args: []any{op.at, m.ID}})
-	case opInsertUsage:
-		u := op.u
-		var userID any
-		if u.UserID != "" {
-			userID = u.UserID
-		}
-		return append(steps, step{stmt: stmtInsertUsage, what: "insert usage " + u.ID,
-			args: []any{u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
-				u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt}})
-	}
-	return steps // Submit refuses an Op{}
 }
 
 // transient reports whether err may pass if the transaction is tried again:
