@@ -115,8 +115,15 @@ func TestReadEarlierRoundTrip(t *testing.T) {
 		}
 		rep.before = e // the next round's section compares with this one
 	}
+	// A build measured beside this one, in the same run.
+	prior := rep.latency[0].ferry
+	prior.last.p50 = 1500 * time.Microsecond
+	rep.latency[0].prior, rep.latency[0].priorCPU, rep.priorLabel = &prior, 2*time.Millisecond, "old"
+	rep.memory = append(rep.memory, memResult{route: "/ollama/generate", prior: true, streams: 50, opened: 50, open: memory{rss: 120 << 20}})
 	md := rep.markdown()
-	for _, want := range []string{"### Before (x) and after", "| /ollama/generate | 1 | 100 deltas | 1.250 ms | 1.250 ms |", "1.11×", "Other load", "25%"} {
+	for _, want := range []string{"### Before (x) and after", "| /ollama/generate | 1 | 100 deltas | 1.250 ms | 1.250 ms |", "1.11×", "Other load", "25%",
+		"### old and this tree in the same run", "| /ollama/generate | 1 | 100 deltas | 2.000 ms | 1.250 ms | +0.500 ms | +0.200 ms |",
+		"| | | Ferry old | 10 |", "| /ollama/generate, old | 50 of 50 |", "| /ollama/generate, 50 | 120.0 MB | 100.0 MB |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q:\n%s", want, md)
 		}

@@ -55,7 +55,7 @@ func newBench(ctx context.Context, cfg *options, root string, logf func(string, 
 	b.fake = llmtest.NewServer()
 	b.answer(cfg.deltas)
 	if cfg.floor {
-		if b.proxy, err = startProxy(ctx, b.fake.URL); err != nil {
+		if b.proxy, err = startProxy(ctx, b.fake.URL, false); err != nil {
 			b.close()
 			return nil, err
 		}
@@ -132,8 +132,17 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 	}
 	defer f.stop()
 	b.logf("ferry pid %d at %s", f.Pid(), f.URL)
+	var prior *ferryProc // the -before-ferry build, beside this one
+	if b.cfg.priorBin != "" {
+		if prior, err = startFerry(ctx, b.cfg.priorBin, b.fake, b.cfg.logLevel, b.cfg.ferryEnv...); err != nil {
+			return fmt.Errorf("-before-ferry: %w", err)
+		}
+		defer prior.stop()
+		b.logf("%s's ferry pid %d at %s", b.cfg.beforeLabel, prior.Pid(), prior.URL)
+	}
 
 	var served []endpoint
+	priorServes := map[string]bool{}
 	for _, ep := range eps {
 		status, err := probe(ctx, f, ep)
 		if err != nil {
@@ -145,10 +154,20 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 			continue
 		}
 		served = append(served, ep)
+		if prior != nil {
+			if status, err = probe(ctx, prior, ep); err != nil {
+				return err
+			}
+			priorServes[ep.route] = status != http.StatusNotFound
+		}
 	}
 	for _, ep := range served {
+		pf := prior
+		if !priorServes[ep.route] {
+			pf = nil
+		}
 		for _, conc := range b.cfg.conc {
-			res, err := b.compare(ctx, f, ep, conc)
+			res, err := b.compare(ctx, f, pf, ep, conc)
 			if err != nil {
 				return fmt.Errorf("%s at concurrency %d: %w", ep.route, conc, err)
 			}
@@ -157,7 +176,7 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 				continue
 			}
 			b.answer(1)
-			res, err = b.compare(ctx, f, ep, conc)
+			res, err = b.compare(ctx, f, pf, ep, conc)
 			b.answer(b.cfg.deltas)
 			if err != nil {
 				return fmt.Errorf("%s at concurrency %d, one delta: %w", ep.route, conc, err)
@@ -166,16 +185,26 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 		}
 	}
 	f.stop() // now, so it does not idle beside the memory runs
+	if prior != nil {
+		prior.stop()
+	}
 
 	if !b.cfg.skipMemory {
 		// Each endpoint's bare proxy forwards to the same upstream stream,
 		// so the two hold the same sockets and read the same bytes.
 		for _, ep := range served {
-			res, err := b.measureMemory(ctx, ep)
+			res, err := b.measureMemory(ctx, ep, "")
 			if err != nil {
 				return fmt.Errorf("%s with %d streams open: %w", ep.route, b.cfg.streams, err)
 			}
 			rep.memory = append(rep.memory, res)
+			if priorServes[ep.route] {
+				if res, err = b.measureMemory(ctx, ep, b.cfg.priorBin); err != nil {
+					return fmt.Errorf("%s of %s with %d streams open: %w", ep.route, b.cfg.beforeLabel, b.cfg.streams, err)
+				}
+				res.prior = true
+				rep.memory = append(rep.memory, res)
+			}
 			if !b.cfg.floor {
 				continue
 			}
@@ -212,10 +241,11 @@ type latencyResult struct {
 	deltas          int // in the answer
 	upstream, ferry stats
 	proxy           *stats // the bare proxy's, with -floor
+	prior           *stats // the -before-ferry build's
 	// ferryCPU is the CPU time (user and system, all threads) Ferry used
-	// per request while its side ran; proxyCPU the bare proxy's while its
-	// side ran.
-	ferryCPU, proxyCPU time.Duration
+	// per request while its side ran; proxyCPU and priorCPU the bare
+	// proxy's and the -before-ferry build's while theirs ran.
+	ferryCPU, proxyCPU, priorCPU time.Duration
 	// otherLoad is the share of the machine's CPU that processes outside
 	// the benchmark used while this level ran (0 to 1); -1 when unknown.
 	otherLoad float64
@@ -224,7 +254,9 @@ type latencyResult struct {
 // compare measures ep at conc: a warm-up of each side, then rounds that
 // alternate which side goes first, so that drift (CPU frequency, GC of the
 // fake, SQLite growth) falls on both alike.
-func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int) (latencyResult, error) {
+// prior, when not nil, is the -before-ferry build, measured as one more
+// side.
+func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, conc int) (latencyResult, error) {
 	ferryT, upT := ep.ferry(f), ep.upstream(b.fake.URL)
 	cl := newClient(b.want, conc)
 	defer cl.close()
@@ -257,10 +289,19 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 		sides = []*side{up, px, fe}
 		pids = append(pids, b.proxy.Pid())
 	}
+	var pr *side
+	if prior != nil {
+		pr = &side{t: ep.ferry(prior), cpu: prior.cpu}
+		sides = append(sides, pr)
+		pids = append(pids, prior.Pid())
+	}
 	load := startLoadMeter(pids...)
-	if px != nil {
-		if _, err := cl.run(ctx, px.t, conc, b.cfg.warmup, 1, deadline); err != nil {
-			return latencyResult{}, fmt.Errorf("warm-up of the bare proxy: %w", err)
+	for _, s := range []*side{px, pr} {
+		if s == nil {
+			continue
+		}
+		if _, err := cl.run(ctx, s.t, conc, b.cfg.warmup, 1, deadline); err != nil {
+			return latencyResult{}, fmt.Errorf("warm-up of %s: %w", s.t.url, err)
 		}
 	}
 	b.fake.Reset()
@@ -314,6 +355,12 @@ func (b *bench) compare(ctx context.Context, f *ferryProc, ep endpoint, conc int
 		res.proxy = &st
 		res.proxyCPU = px.spent / time.Duration(len(px.samples))
 		b.logf("  proxy:    first %v/%v last %v/%v, %.0f req/s, %v CPU per request", st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps, res.proxyCPU)
+	}
+	if pr != nil {
+		st := summarise(pr.samples, pr.wall, pr.checked)
+		res.prior = &st
+		res.priorCPU = pr.spent / time.Duration(len(pr.samples))
+		b.logf("  %s: first %v/%v last %v/%v, %.0f req/s, %v CPU per request", b.cfg.beforeLabel, st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps, res.priorCPU)
 	}
 	b.logf("  upstream: first %v/%v last %v/%v, %.0f req/s", res.upstream.first.p50, res.upstream.first.p99,
 		res.upstream.last.p50, res.upstream.last.p99, res.upstream.rps)

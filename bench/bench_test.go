@@ -16,7 +16,7 @@ import (
 // command does, when startProxy runs it.
 func TestMain(m *testing.M) {
 	if up := os.Getenv(proxyEnv); up != "" {
-		if err := serveProxy(up, os.Stdin, os.Stdout); err != nil {
+		if err := serveProxy(up, os.Getenv(proxyPprofEnv), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "bench proxy:", err)
 			os.Exit(1)
 		}
@@ -126,7 +126,9 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.close()
-	rep := &report{command: command(nil), machine: describeMachine(), started: time.Now()}
+	// The same build again, as the -before-ferry side.
+	cfg.priorBin = b.bin
+	rep := &report{command: command(nil), machine: describeMachine(), started: time.Now(), priorLabel: "again"}
 	if err := b.measureAll(ctx, rep); err != nil {
 		t.Fatal(err)
 	}
@@ -136,13 +138,13 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatalf("%d latency results for %d endpoints (%v skipped)", len(rep.latency), len(endpoints), rep.skipped)
 	}
 	for _, l := range rep.latency {
-		for side, s := range map[string]*stats{"upstream": &l.upstream, "ferry": &l.ferry, "bare proxy": l.proxy} {
+		for side, s := range map[string]*stats{"upstream": &l.upstream, "ferry": &l.ferry, "bare proxy": l.proxy, "again": l.prior} {
 			if s == nil || s.n != 4 || s.checked == 0 || s.rps <= 0 || s.first.p50 <= 0 || s.last.p50 < s.first.p50 || s.last.p99 < s.last.p50 {
 				t.Errorf("%s at %d, %s: %+v", l.route, l.conc, side, s)
 			}
 		}
 	}
-	if len(rep.memory) != 2*(len(endpoints)-len(rep.skipped)) {
+	if len(rep.memory) != 3*(len(endpoints)-len(rep.skipped)) {
 		t.Fatalf("%d memory results", len(rep.memory))
 	}
 	for _, m := range rep.memory {
@@ -152,7 +154,7 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	rep.issue = 6
 	md := rep.markdown()
-	for _, want := range append([]string{headings[6], "### Targets", "### Latency", "### Memory", "Ferry vs bare proxy"}, rep.latency[0].route) {
+	for _, want := range append([]string{headings[6], "### Targets", "### Latency", "### Memory", "Ferry vs bare proxy", "### again and this tree in the same run"}, rep.latency[0].route) {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q", want)
 		}

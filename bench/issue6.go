@@ -53,11 +53,48 @@ func (r *report) level(route string, conc int) (latencyResult, bool) {
 // ferryMemory is Ferry's memory reading on route.
 func (r *report) ferryMemory(route string) (memResult, bool) {
 	for _, mr := range r.memory {
-		if !mr.floor && mr.route == route {
+		if !mr.floor && !mr.prior && mr.route == route {
 			return mr, true
 		}
 	}
 	return memResult{}, false
+}
+
+// sameRun is the -before-ferry build's figures from this run, in the shape
+// of an earlier run's, against this run's upstream and bare proxy; nil
+// when no such build was measured.
+func (r *report) sameRun() *earlier {
+	if r.priorLabel == "" {
+		return nil
+	}
+	e := &earlier{label: r.priorLabel, run: "this run, in the same rounds"}
+	for _, l := range r.latency {
+		if l.prior == nil {
+			continue
+		}
+		x := l
+		x.ferry, x.ferryCPU, x.prior = *l.prior, l.priorCPU, nil
+		e.latency = append(e.latency, x)
+	}
+	for _, mr := range r.memory {
+		switch {
+		case mr.prior:
+			mr.prior = false
+			e.memory = append(e.memory, mr)
+		case mr.floor:
+			e.memory = append(e.memory, mr)
+		}
+	}
+	return e
+}
+
+// compared is what the targets' Before column shows: an earlier run read
+// with -before, else the -before-ferry build of this run.
+func (r *report) compared() *earlier {
+	if r.before != nil {
+		return r.before
+	}
+	return r.sameRun()
 }
 
 // over is a signed difference in milliseconds: "+0.336 ms".
@@ -84,6 +121,10 @@ func (r *report) intro6(p printf) {
 			"so its figures are set against its own bare proxy, as this run's are against this run's.\n\n",
 			e.label, e.label, e.run, e.source, e.label)
 	}
+	if r.priorLabel != "" {
+		p("*%s* beside this tree is that commit's Ferry, built in its worktree (`cd /tmp/ferry-before && go build -o BIN ./cmd/ferry`) and measured by this run "+
+			"(`-before-ferry BIN -before-label %s`) as one more side of every level and with a memory run of its own.\n\n", r.priorLabel, r.priorLabel)
+	}
 	r.machineLine(p)
 	var sum float64
 	n := 0
@@ -104,7 +145,8 @@ func (r *report) intro6(p printf) {
 func (r *report) targets6(p printf) {
 	type row struct{ target, route, measured, floor, versus, goal, result, before string }
 	var rows []row
-	beforeLevel := func(route string, conc int) (latencyResult, bool) { return r.before.level(route, conc, r.deltas) }
+	before := r.compared()
+	beforeLevel := func(route string, conc int) (latencyResult, bool) { return before.level(route, conc, r.deltas) }
 
 	for _, t := range lastByteTargets {
 		x := row{target: fmt.Sprintf("Median last byte, concurrency 1, %s: added by Ferry minus added by a bare proxy", plural(r.deltas, "delta")),
@@ -166,8 +208,8 @@ func (r *report) targets6(p printf) {
 				ratio.result = verdict6(q <= targetRSSRatio)
 			}
 		}
-		if bf, ok := r.before.mem(t.route, false); ok {
-			if bp, ok := r.before.mem(t.route, true); ok {
+		if bf, ok := before.mem(t.route, false); ok {
+			if bp, ok := before.mem(t.route, true); ok {
 				ratio.before = fmt.Sprintf("%.2f× (%.1f MB vs %.1f MB)", float64(bf.open.rss)/float64(bp.open.rss), mb(bf.open.rss), mb(bp.open.rss))
 			}
 		}
@@ -176,7 +218,7 @@ func (r *report) targets6(p printf) {
 		if full {
 			stretch.result = verdict6(f.open.rss < targetRSS)
 		}
-		if bf, ok := r.before.mem(t.route, false); ok {
+		if bf, ok := before.mem(t.route, false); ok {
 			stretch.before = fmt.Sprintf("%.1f MB", mb(bf.open.rss))
 		}
 		rows = append(rows, ratio, stretch)
@@ -203,20 +245,20 @@ func (r *report) targets6(p printf) {
 	p("### Targets\n\n")
 	p("*Measured* is Ferry's figure and *Bare proxy* the bare proxy's, in this run; for the concurrency-1 rows both are what the hop adds to the upstream's own time. " +
 		"*Ferry vs bare proxy* is what the target bounds.")
-	if r.before != nil {
-		p(" *Before* is the same comparison in the run at %s, with its two figures in brackets; CPU rows give Ferry's own.", r.before.label)
+	if before != nil {
+		p(" *Before* is the same comparison for %s (%s), with its two figures in brackets; CPU rows give Ferry's own.", before.label, before.run)
 	}
 	p("\n\n")
 	header := "| Target | Endpoint | Measured | Bare proxy | Ferry vs bare proxy | Target | Result |"
 	rule := "|---|---|---:|---:|---:|---|---|"
-	if r.before != nil {
-		header += fmt.Sprintf(" Before (%s) |", r.before.label)
+	if before != nil {
+		header += fmt.Sprintf(" Before (%s) |", before.label)
 		rule += "---:|"
 	}
 	p("%s\n%s\n", header, rule)
 	for _, x := range rows {
 		p("| %s | %s | %s | %s | %s | %s | %s |", x.target, x.route, x.measured, x.floor, x.versus, x.goal, x.result)
-		if r.before != nil {
+		if before != nil {
 			p(" %s |", x.before)
 		}
 		p("\n")
@@ -242,14 +284,25 @@ func verdict6(ok bool) string {
 }
 
 // beforeAfter sets every level and memory reading of this run beside the
-// earlier run's, when -before gave one.
+// earlier run's that -before gave, and beside the -before-ferry build's of
+// this run.
 func (r *report) beforeAfter(p printf) {
-	e := r.before
-	if e == nil {
-		return
+	if e := r.before; e != nil {
+		p("### Before (%s) and after\n\n", e.label)
+		p("Each run's Ferry against its own bare proxy (*Ferry − proxy*), and Ferry's CPU per streamed request. Before: %s; after: this run.\n\n", e.run)
+		r.beside(p, e, true)
 	}
-	p("### Before (%s) and after\n\n", e.label)
-	p("Each run's Ferry against its own bare proxy (*Ferry − proxy*), and Ferry's CPU per streamed request. Before: %s; after: this run.\n\n", e.run)
+	if e := r.sameRun(); e != nil {
+		p("### %s and this tree in the same run\n\n", e.label)
+		p("Both builds took turns in every round of every level, and had a memory run each, against the same bare proxy, so the machine's load fell on both alike: "+
+			"the fairest before-and-after this machine allows. *Before* is the %s build (`-before-ferry`), *after* this tree.\n\n", e.label)
+		r.beside(p, e, false)
+	}
+}
+
+// beside is the tables of beforeAfter for one earlier set of figures;
+// floors adds the bare proxies' memory, when e measured its own.
+func (r *report) beside(p printf, e *earlier, floors bool) {
 	p("| Endpoint | Conc. | Answer | CPU per request, before | CPU per request, after | Last byte p50, Ferry − proxy, before | after | First byte p99, Ferry − proxy, before | after | Req/s, Ferry, before | after |\n")
 	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	diff := func(l latencyResult, pick func(stats) time.Duration) string {
@@ -287,6 +340,9 @@ func (r *report) beforeAfter(p printf) {
 		return fmt.Sprintf("%.1f KB", float64(mr.open.rss-mr.idle.rss)/float64(mr.opened)/1024)
 	}
 	for _, mr := range r.memory {
+		if mr.prior || (mr.floor && !floors) {
+			continue
+		}
 		b, ok := e.mem(mr.route, mr.floor)
 		if !ok {
 			continue

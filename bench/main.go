@@ -46,7 +46,7 @@ import (
 
 func main() {
 	if up := os.Getenv(proxyEnv); up != "" {
-		if err := serveProxy(up, os.Stdin, os.Stdout); err != nil {
+		if err := serveProxy(up, os.Getenv(proxyPprofEnv), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "bench proxy:", err)
 			os.Exit(1)
 		}
@@ -85,6 +85,7 @@ type options struct {
 	verifyEvery int
 	issue       int    // whose targets to report, and in which section
 	before      string // an earlier run's BENCHMARKS.md, to compare with
+	priorBin    string // another build of Ferry to measure beside this one
 	beforeLabel string
 	// settle is how long memory readings wait for the process to settle,
 	// and how long the peak readings span; 1 s (the smoke test shortens it).
@@ -120,7 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "file (relative to the module root) to write the results into; empty writes none")
 	fs.IntVar(&c.issue, "issue", 6, "whose targets to report, and so which section of the -out file to write: 6, or 3 (its section is kept as history)")
 	fs.StringVar(&c.before, "before", "", "`FILE`: a BENCHMARKS.md written by an earlier run of this command (at another commit, in a worktree), whose figures are set beside this run's")
-	fs.StringVar(&c.beforeLabel, "before-label", "before", "what the -before run was of, such as its commit, for the report")
+	fs.StringVar(&c.priorBin, "before-ferry", "", "`BIN`: another build of Ferry (an earlier commit's, built in its worktree) measured in the same run as one more side of every level, and with its own memory run, so that before and after share the machine's load")
+	fs.StringVar(&c.beforeLabel, "before-label", "before", "what the -before run or the -before-ferry build was of, such as its commit, for the report")
 	fs.DurationVar(&c.timeout, "timeout", 20*time.Minute, "stop everything after this long")
 	fs.IntVar(&c.verifyEvery, "verify-every", 16, "decode and check the full answer of every k-th measured request (every request ends checked for its final event)")
 	if err := fs.Parse(args); err != nil {
@@ -191,6 +193,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	rep := &report{issue: cfg.issue, command: command(args), machine: describeMachine(), started: time.Now().UTC(), loadStart: loadAverage()}
+	if cfg.priorBin != "" {
+		rep.priorLabel = cfg.beforeLabel
+	}
 	if cfg.before != "" {
 		// Read first, so a wrong path fails before minutes of measuring.
 		if rep.before, err = readEarlier(cfg.before, cfg.beforeLabel, headings[cfg.issue]); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ const openAtOnce = 1000
 type memResult struct {
 	route   string // the Ferry endpoint, or the one whose upstream the bare proxy forwarded to
 	floor   bool   // the bare proxy, not Ferry
+	prior   bool   // the -before-ferry build of Ferry
 	streams int    // asked for
 	opened  int    // that received their first event
 	// upstreamOpen counts the fake's requests still streaming when the
@@ -153,11 +155,18 @@ func settleUpstream(fake *llmtest.Server) (cancelled, unended int) {
 // streams of ep open at once (the fake pausing mem-delay before each
 // delta), reads Ferry's resident memory, cancels them all, and checks that
 // Ferry still serves.
-func (b *bench) measureMemory(ctx context.Context, ep endpoint) (memResult, error) {
+// bin, when not empty, is another build of Ferry to measure instead.
+func (b *bench) measureMemory(ctx context.Context, ep endpoint, bin string) (memResult, error) {
 	res := memResult{route: ep.route, streams: b.cfg.streams}
 	b.answer(b.cfg.deltas)
 	// gctrace splits the resident memory into live heap and stacks.
-	f, err := b.startFerry(ctx, "GODEBUG=gctrace=1")
+	var f *ferryProc
+	var err error
+	if bin == "" {
+		f, err = b.startFerry(ctx, "GODEBUG=gctrace=1")
+	} else {
+		f, err = startFerry(ctx, bin, b.fake, b.cfg.logLevel, append(slices.Clone(b.cfg.ferryEnv), "GODEBUG=gctrace=1")...)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -200,7 +209,7 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint) (memResult, erro
 		}
 		// The heap profile is taken after a forced collection, so it shows
 		// what the open streams hold, not garbage.
-		if err := b.profileMemory(ctx, f, ep.route); err != nil {
+		if err := b.profileMemory(ctx, f.pprofURL, "", ep.route); err != nil {
 			return res, err
 		}
 		if res.collected, err = readRuntimeMemory(ctx, f.pprofURL); err != nil {
@@ -248,7 +257,7 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint) (memResult, erro
 func (b *bench) measureProxyMemory(ctx context.Context, ep endpoint) (memResult, error) {
 	res := memResult{route: ep.route, floor: true, streams: b.cfg.streams}
 	b.answer(b.cfg.deltas)
-	px, err := startProxy(ctx, b.fake.URL)
+	px, err := startProxy(ctx, b.fake.URL, b.cfg.profile != "")
 	if err != nil {
 		return res, err
 	}
@@ -278,6 +287,17 @@ func (b *bench) measureProxyMemory(ctx context.Context, ep endpoint) (memResult,
 		return res, err
 	}
 	res.upstreamOpen = openUpstream(b.fake)
+	if px.pprofURL != "" {
+		if res.runtime, err = readRuntimeMemory(ctx, px.pprofURL); err != nil {
+			return res, err
+		}
+		if err := b.profileMemory(ctx, px.pprofURL, "_proxy", ep.route); err != nil {
+			return res, err
+		}
+		if res.collected, err = readRuntimeMemory(ctx, px.pprofURL); err != nil {
+			return res, err
+		}
+	}
 	c.release()
 	res.cancelled, res.unended = settleUpstream(b.fake)
 	b.answer(b.cfg.deltas)

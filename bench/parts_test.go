@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,10 +16,12 @@ import (
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/config"
+	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/anthropic"
 	"github.com/ferryhq/ferry/llm/llmtest"
+	"github.com/ferryhq/ferry/llm/ollama"
 	"github.com/ferryhq/ferry/llm/openai"
 	"github.com/ferryhq/ferry/store"
 )
@@ -42,6 +46,8 @@ type parts struct {
 	hc        *http.Client
 	key       string
 	principal *ferry.Principal
+	// handler is the whole API, as cmd/ferry serves it.
+	handler http.Handler
 }
 
 func newParts(b *testing.B) *parts {
@@ -79,16 +85,21 @@ func newParts(b *testing.B) *parts {
 	// As cmd/ferry's newRouter.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 512
+	tr.ReadBufferSize, tr.WriteBufferSize = 4<<10, 4<<10
 	hc := &http.Client{Transport: tr}
 	b.Cleanup(hc.CloseIdleConnections)
+	o := ollama.New(ollama.Config{BaseURL: fake.OllamaURL(), HTTPClient: hc})
 	router, err := llm.NewRouter("",
 		llm.WithRetry(anthropic.New(anthropic.Config{APIKey: "sk-ant-bench", BaseURL: fake.AnthropicURL(), HTTPClient: hc}), llm.RetryPolicy{}),
-		llm.WithRetry(openai.New(openai.Config{APIKey: "sk-bench", BaseURL: fake.OpenAIURL(), HTTPClient: hc}), llm.RetryPolicy{}))
+		llm.WithRetry(openai.New(openai.Config{APIKey: "sk-bench", BaseURL: fake.OpenAIURL(), HTTPClient: hc}), llm.RetryPolicy{}),
+		llm.WithRetry(o, llm.RetryPolicy{}))
 	if err != nil {
 		b.Fatal(err)
 	}
 	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: config.SeedSystemPrompt})
-	return &parts{fake: fake, store: st, auth: authSvc, chat: chatSvc, hc: hc, key: key, principal: p}
+	handler := httpapi.NewServer(slog.New(slog.DiscardHandler), httpapi.Options{Version: "bench", MaxBodyBytes: 1 << 20},
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: o})
+	return &parts{fake: fake, store: st, auth: authSvc, chat: chatSvc, hc: hc, key: key, principal: p, handler: handler}
 }
 
 // BenchmarkAuthenticateAPIKey is the bearer check every request makes, once
@@ -247,6 +258,51 @@ func BenchmarkTurn(b *testing.B) {
 		ps.fake.Reset()
 	}
 	reportLatency(b, first, last)
+}
+
+// BenchmarkStream is one whole streamed request of 100 deltas per
+// endpoint, through Ferry's handler (httpapi.NewServer, as cmd/ferry builds
+// it, on a loopback listener in this process) and, for comparison, straight
+// from the fake. The fake and the client run in this process too, so the
+// allocations Ferry makes per stream are ferry's B/op and allocs/op minus
+// upstream's: a figure the bench command, with Ferry in a child process,
+// cannot give. Writes to SQLite happen on the store's writer goroutine,
+// and are counted when they fall inside the timed loop.
+func BenchmarkStream(b *testing.B) {
+	for _, ep := range endpoints {
+		for _, side := range []string{"upstream", "ferry"} {
+			b.Run(strings.TrimPrefix(ep.route, "/")+"/"+side, func(b *testing.B) {
+				ps := newParts(b)
+				deltas := llmtest.Deltas(100)
+				ps.fake.SetScript(llmtest.Script{Deltas: deltas})
+				t := ep.upstream(ps.fake.URL)
+				if side == "ferry" {
+					srv := httptest.NewServer(ps.handler)
+					defer srv.Close()
+					t = ep.ferry(&ferryProc{URL: srv.URL, Key: ps.key})
+				}
+				cl := newClient(strings.Join(deltas, ""), 1)
+				defer cl.close()
+				ctx := context.Background()
+				var w worker
+				// Verified once, so the loop times only what a client does.
+				if _, err := cl.stream(ctx, t, &w, true); err != nil {
+					b.Fatal(err)
+				}
+				var first, last time.Duration
+				b.ReportAllocs()
+				for b.Loop() {
+					s, err := cl.stream(ctx, t, &w, false)
+					if err != nil {
+						b.Fatal(err)
+					}
+					first, last = first+s.first, last+s.last
+					ps.fake.Reset()
+				}
+				reportLatency(b, first, last)
+			})
+		}
+	}
 }
 
 // reportLatency adds the mean times to the first delta and to the end.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,21 @@ func init() {
 	go http.Serve(ln, mux)
 }
 `
+
+// writeMemoryClasses is the bare proxy's /debug/memory, as the overlay's
+// is Ferry's: every uint64 of runtime/metrics, one "name value" a line.
+func writeMemoryClasses(w http.ResponseWriter, _ *http.Request) {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if d.Kind == metrics.KindUint64 {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	for _, s := range samples {
+		fmt.Fprintf(w, "%s %d\n", s.Name, s.Value.Uint64())
+	}
+}
 
 // buildProfilingFerry builds ./cmd/ferry with the pprof file overlaid.
 func buildProfilingFerry(ctx context.Context, root, dir string) (string, error) {
@@ -195,12 +211,13 @@ func (b *bench) profileCPU(ctx context.Context, f *ferryProc, t *target, route s
 	return nil
 }
 
-// profileMemory saves goroutine and heap profiles of Ferry, into dir; the
-// heap profile after a forced collection.
-func (b *bench) profileMemory(ctx context.Context, f *ferryProc, route string) error {
+// profileMemory saves goroutine and heap profiles of the server at
+// pprofURL (Ferry, or with prefix "_proxy" the bare proxy) into the -profile
+// directory; the heap profile after a forced collection.
+func (b *bench) profileMemory(ctx context.Context, pprofURL, prefix, route string) error {
 	for _, name := range []string{"goroutine", "heap"} {
-		path := filepath.Join(b.cfg.profile, name+strings.ReplaceAll(route, "/", "_")+".pprof")
-		if err := fetchTo(ctx, f.pprofURL+"/debug/pprof/"+name+"?gc=1", path); err != nil {
+		path := filepath.Join(b.cfg.profile, name+prefix+strings.ReplaceAll(route, "/", "_")+".pprof")
+		if err := fetchTo(ctx, pprofURL+"/debug/pprof/"+name+"?gc=1", path); err != nil {
 			return err
 		}
 		b.logf("  wrote %s", path)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,15 +24,31 @@ import (
 // one more HTTP hop costs on this machine, before Ferry does any work.
 
 // proxyEnv names the upstream when this binary (the bench command, or its
-// test binary) runs as the bare proxy.
-const proxyEnv = "FERRY_BENCH_PROXY_UPSTREAM"
+// test binary) runs as the bare proxy; proxyPprofEnv, when set, the address
+// where it serves its profiles and memory classes, as the profiling
+// overlay makes Ferry do.
+const (
+	proxyEnv      = "FERRY_BENCH_PROXY_UPSTREAM"
+	proxyPprofEnv = "FERRY_BENCH_PROXY_PPROF"
+)
 
 // serveProxy is the child process: it listens on a free loopback port,
 // prints "listening ADDR", and forwards to upstream until stdin closes.
-func serveProxy(upstream string, stdin io.Reader, stdout io.Writer) error {
+// With pprofAddr it also serves profiles there.
+func serveProxy(upstream, pprofAddr string, stdin io.Reader, stdout io.Writer) error {
 	up, err := url.Parse(upstream)
 	if err != nil {
 		return err
+	}
+	if pprofAddr != "" {
+		pl, err := net.Listen("tcp", pprofAddr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/memory", writeMemoryClasses)
+		go http.Serve(pl, mux)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// As Ferry's upstream client (cmd/ferry newRouter).
@@ -67,20 +84,30 @@ func serveProxy(upstream string, stdin io.Reader, stdout io.Writer) error {
 
 // proxyProc is the bare proxy running as a child process.
 type proxyProc struct {
-	URL   string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	URL      string
+	pprofURL string // with profiling
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
 }
 
 // startProxy starts this binary again as the bare proxy, in front of
-// upstream.
-func startProxy(ctx context.Context, upstream string) (*proxyProc, error) {
+// upstream; with profiling, it serves its profiles on a port of its own.
+func startProxy(ctx context.Context, upstream string, profiling bool) (*proxyProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), proxyEnv+"="+upstream)
+	pprofURL := ""
+	if profiling {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = append(cmd.Env, proxyPprofEnv+"="+addr)
+		pprofURL = "http://" + addr
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -94,7 +121,7 @@ func startProxy(ctx context.Context, upstream string) (*proxyProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proxyProc{cmd: cmd, stdin: stdin}
+	p := &proxyProc{cmd: cmd, stdin: stdin, pprofURL: pprofURL}
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(stdout).ReadString('\n')

@@ -42,6 +42,9 @@ type report struct {
 	loadStart, loadEnd string
 	// before is an earlier run's figures (-before), to compare with.
 	before *earlier
+	// priorLabel names the -before-ferry build measured in this run, if
+	// one was.
+	priorLabel string
 }
 
 type machine struct {
@@ -215,7 +218,7 @@ func (r *report) targets3(p printf) {
 		}
 	}
 	for _, mr := range r.memory {
-		if mr.floor {
+		if mr.floor || mr.prior {
 			continue
 		}
 		floorRSS := "–"
@@ -261,6 +264,9 @@ func (r *report) latencyTable(p printf) {
 		if x := l.proxy; x != nil {
 			p("| | | bare proxy | %d | %.0f | %s | %s | %s | %s | %s | |\n", x.n, x.rps, ms(x.first.p50), ms(x.first.p99), ms(x.last.p50), ms(x.last.p99), ms(l.proxyCPU))
 		}
+		if x := l.prior; x != nil {
+			p("| | | Ferry %s | %d | %.0f | %s | %s | %s | %s | %s | |\n", r.priorLabel, x.n, x.rps, ms(x.first.p50), ms(x.first.p99), ms(x.last.p50), ms(x.last.p99), ms(l.priorCPU))
+		}
 		p("| | | Ferry | %d | %.0f | %s | %s | %s | %s | %s | |\n", f.n, f.rps, ms(f.first.p50), ms(f.first.p99), ms(f.last.p50), ms(f.last.p99), ms(l.ferryCPU))
 		p("| | | **added by Ferry** | | %+.0f%% | **%s** | %s | **%s** | %s | | |\n", (f.rps/u.rps-1)*100,
 			added(f.first.p50, u.first.p50), added(f.first.p99, u.first.p99), added(f.last.p50, u.last.p50), added(f.last.p99, u.last.p99))
@@ -301,7 +307,7 @@ func (r *report) memoryTable(p printf) {
 				}
 				return fmt.Sprintf("%d MB", v)
 			}
-			p("| %s | %d of %d | %.1f s | %.1f MB | %.1f MB | %.1f KB | %s | %s | %s | %.1f MB | %.1f MB | %s | %s |\n", mr.server(), mr.opened, mr.streams,
+			p("| %s | %d of %d | %.1f s | %.1f MB | %.1f MB | %.1f KB | %s | %s | %s | %.1f MB | %.1f MB | %s | %s |\n", r.serverName(mr), mr.opened, mr.streams,
 				mr.ramp.Seconds(), mb(mr.idle.rss), mb(mr.open.rss), per, gc(mr.gc.live), gc(mr.gc.goal), gc(mr.gc.stacks),
 				mb(mr.open.hwm), mb(mr.after.rss), ended, healthy)
 		}
@@ -316,12 +322,12 @@ func (r *report) memoryTable(p printf) {
 		p("\n### Where the memory goes (`-profile`)\n\n")
 		p("The Go runtime's own account (runtime/metrics) with the streams open, per open stream: before a forced collection, " +
 			"and (heap objects) after it, which is what the streams hold live. Heap profiles are in the -profile directory.\n\n")
-		p("| Endpoint | Goroutines per stream | Heap objects | Live heap objects | Heap unused and free | Stacks | Runtime metadata |\n")
+		p("| Server | Goroutines per stream | Heap objects | Live heap objects | Heap unused and free | Stacks | Runtime metadata |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, mr := range profiled {
 			rm, n := mr.runtime, float64(max(mr.opened, 1))
 			kb := func(v int64) string { return fmt.Sprintf("%.1f KB", float64(v)/n/1024) }
-			p("| %s | %.2f | %s | %s | %s | %s | %s |\n", mr.route, float64(rm.goroutines)/n, kb(rm.heapObjects),
+			p("| %s | %.2f | %s | %s | %s | %s | %s |\n", r.serverName(mr), float64(rm.goroutines)/n, kb(rm.heapObjects),
 				kb(mr.collected.heapObjects), kb(rm.heapUnused+rm.heapFree), kb(rm.stacks+rm.osStacks), kb(rm.metadata))
 		}
 	}
@@ -337,6 +343,15 @@ func (mr memResult) server() string {
 		path = ep.upstreamPath
 	}
 	return "bare proxy (" + path + ")"
+}
+
+// serverName names the server of a memory reading in the tables: the
+// -before-ferry build's readings carry its label.
+func (r *report) serverName(mr memResult) string {
+	if mr.prior {
+		return mr.server() + ", " + r.priorLabel
+	}
+	return mr.server()
 }
 
 // loadAverage is /proc/loadavg's first three fields.
