@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -30,7 +31,10 @@ type Config struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	MaxBodyBytes    int64
+	BodyReadTimeout time.Duration
 	ShutdownTimeout time.Duration
+	ShutdownGrace   time.Duration
+	TrustedProxies  []netip.Prefix
 	LogLevel        string
 
 	AnthropicAPIKey  string
@@ -42,6 +46,11 @@ type Config struct {
 	SystemPrompt     string
 	ContextTokens    int
 	UpstreamTimeout  time.Duration
+	// UpstreamHeaderTimeout bounds the wait for an upstream's response
+	// headers; UpstreamIdleTimeout the silence between two chunks of an
+	// answer that has begun.
+	UpstreamHeaderTimeout time.Duration
+	UpstreamIdleTimeout   time.Duration
 }
 
 // Database says which engine to open and how.
@@ -95,8 +104,14 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return duration(&c.RefreshTokenTTL, v) }},
 	{Env: "FERRY_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest JSON request body accepted.",
 		set: func(c *Config, v string) error { return positive(&c.MaxBodyBytes, v) }},
+	{Env: "FERRY_BODY_READ_TIMEOUT", Default: "30s", Doc: "Longest a client may take to send a request body.",
+		set: func(c *Config, v string) error { return duration(&c.BodyReadTimeout, v) }},
 	{Env: "FERRY_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long SIGTERM waits for in-flight requests.",
 		set: func(c *Config, v string) error { return duration(&c.ShutdownTimeout, v) }},
+	{Env: "FERRY_SHUTDOWN_GRACE", Default: "5s", Doc: "After SIGTERM, how long /readyz answers 503 while requests are still served, so load balancers move away first.",
+		set: func(c *Config, v string) error { return nonNegative(&c.ShutdownGrace, v) }},
+	{Env: "FERRY_TRUSTED_PROXIES", Default: "", Doc: "Comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client. Empty: the TCP peer is the client.",
+		set: func(c *Config, v string) error { return prefixes(&c.TrustedProxies, v) }},
 	{Env: "FERRY_LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error.",
 		set: func(c *Config, v string) error {
 			switch v {
@@ -124,6 +139,10 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return positiveInt(&c.ContextTokens, v) }},
 	{Env: "FERRY_UPSTREAM_TIMEOUT", Default: "10m", Doc: "Longest a single upstream model call may take.",
 		set: func(c *Config, v string) error { return duration(&c.UpstreamTimeout, v) }},
+	{Env: "FERRY_UPSTREAM_HEADER_TIMEOUT", Default: "2m", Doc: "Longest wait for an upstream to start answering.",
+		set: func(c *Config, v string) error { return duration(&c.UpstreamHeaderTimeout, v) }},
+	{Env: "FERRY_UPSTREAM_IDLE_TIMEOUT", Default: "60s", Doc: "Longest silence between two chunks of an answer once it has begun.",
+		set: func(c *Config, v string) error { return duration(&c.UpstreamIdleTimeout, v) }},
 }
 
 // Load builds a Config from lookup (the environment with .env values behind
@@ -201,6 +220,38 @@ func duration(dst *time.Duration, v string) error {
 		return fmt.Errorf("want a positive duration such as 15m or 30s")
 	}
 	*dst = d
+	return nil
+}
+
+func nonNegative(dst *time.Duration, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration such as 5s, or 0")
+	}
+	*dst = d
+	return nil
+}
+
+// prefixes reads a comma-separated list of addresses (each its own /32 or
+// /128) and CIDR prefixes.
+func prefixes(dst *[]netip.Prefix, v string) error {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return fmt.Errorf("%q is neither an address nor a CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	*dst = out
 	return nil
 }
 

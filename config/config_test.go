@@ -1,7 +1,9 @@
 package config
 
 import (
+	"net/netip"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +26,9 @@ func TestDefaults(t *testing.T) {
 		AccessTokenTTL:   15 * time.Minute,
 		RefreshTokenTTL:  30 * 24 * time.Hour,
 		MaxBodyBytes:     1 << 20,
+		BodyReadTimeout:  30 * time.Second,
 		ShutdownTimeout:  30 * time.Second,
+		ShutdownGrace:    5 * time.Second,
 		LogLevel:         "info",
 		AnthropicBaseURL: "https://api.anthropic.com",
 		OpenAIBaseURL:    "https://api.openai.com/v1",
@@ -32,8 +36,11 @@ func TestDefaults(t *testing.T) {
 		SystemPrompt:     SeedSystemPrompt,
 		ContextTokens:    100000,
 		UpstreamTimeout:  10 * time.Minute,
+
+		UpstreamHeaderTimeout: 2 * time.Minute,
+		UpstreamIdleTimeout:   time.Minute,
 	}
-	if *c != want {
+	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
 	}
 	if c.OpenAIConfigured() {
@@ -239,4 +246,18 @@ func isSecret(env string) bool {
 		}
 	}
 	return false
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := load(map[string]string{"FERRY_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("::1/128")}
+	if !reflect.DeepEqual(c.TrustedProxies, want) {
+		t.Errorf("TrustedProxies = %v, want %v", c.TrustedProxies, want)
+	}
+	if _, err := load(map[string]string{"FERRY_TRUSTED_PROXIES": "a.proxy"}, ""); err == nil || !strings.Contains(err.Error(), "FERRY_TRUSTED_PROXIES") {
+		t.Errorf("a host name: %v, want an error naming the setting", err)
+	}
 }
