@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry"
@@ -87,18 +88,23 @@ func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model
 // client left), with what had arrived by then. The error is the
 // provider's (see llm.Provider), or ctx's when the client left.
 func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
-	return c.Relay(ctx, func(ctx context.Context) (*Result, error) { return c.stream(ctx, fn) })
+	return c.Relay(ctx, func(ctx context.Context, progress func()) (*Result, error) { return c.stream(ctx, progress, fn) })
 }
 
 // Relay runs the call with run instead of the provider's Stream, for
 // endpoints that pass the upstream's own bytes through (/ollama/*). run
-// gets a context bounded by FERRY_UPSTREAM_TIMEOUT and returns how the call
-// ended, Status included; Relay fills in the latency, estimates usage the
-// upstream never reported, and finishes the call.
-func (c *Call) Relay(ctx context.Context, run func(ctx context.Context) (*Result, error)) (*Result, error) {
+// gets a context bounded by FERRY_UPSTREAM_TIMEOUT, calls progress with
+// each chunk the upstream sends, and returns how the call ended, Status
+// included. Once the first chunk has come, a silence longer than
+// FERRY_UPSTREAM_IDLE_TIMEOUT cancels run's context and the call ends with
+// a Timeout error. Relay fills in the latency, estimates usage the upstream
+// never reported, and finishes the call.
+func (c *Call) Relay(ctx context.Context, run func(ctx context.Context, progress func()) (*Result, error)) (*Result, error) {
 	start := time.Now()
 	uctx, cancel := context.WithTimeout(ctx, c.svc.opts.UpstreamTimeout)
-	res, err := run(uctx)
+	idle := newIdleTimer(uctx, c.svc.opts.UpstreamIdleTimeout, c.Provider)
+	res, err := run(idle.ctx, idle.progress)
+	err = idle.stop(err)
 	cancel()
 	if res == nil {
 		res = &Result{}
@@ -132,13 +138,17 @@ func (c *Call) Relay(ctx context.Context, run func(ctx context.Context) (*Result
 	return res, err
 }
 
-// stream runs the provider's Stream, collecting the answer.
-func (c *Call) stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
+// stream runs the provider's Stream, collecting the answer. NUL
+// characters are dropped from the upstream's text here, before anything
+// streams or stores it: PostgreSQL cannot store them, and no client needs
+// them.
+func (c *Call) stream(ctx context.Context, progress func(), fn func(llm.Delta) error) (*Result, error) {
 	start := time.Now()
 	res := &Result{}
 	var text strings.Builder
 	var final llm.Delta
 	err := c.provider.Stream(ctx, c.Request, func(d llm.Delta) error {
+		progress()
 		if d.Done {
 			final = d
 			return nil
@@ -146,13 +156,16 @@ func (c *Call) stream(ctx context.Context, fn func(llm.Delta) error) (*Result, e
 		if res.FirstToken == 0 {
 			res.FirstToken = time.Since(start)
 		}
+		// A delta left empty still goes on: it may end a burst (More false)
+		// that the writer is holding back.
+		d.Text = withoutNUL(d.Text)
 		text.WriteString(d.Text)
 		if fn == nil {
 			return nil
 		}
 		return fn(d)
 	})
-	res.Text, res.StopReason, res.Usage, res.Model = text.String(), final.StopReason, final.Usage, final.Model
+	res.Text, res.StopReason, res.Usage, res.Model = text.String(), withoutNUL(final.StopReason), final.Usage, withoutNUL(final.Model)
 	if err == nil {
 		res.Status = ferry.StatusComplete
 	}
@@ -205,4 +218,59 @@ func estimateRequest(r llm.Request) int {
 		n += EstimateTokens(m.Text())
 	}
 	return n
+}
+
+// withoutNUL returns s without its NUL characters.
+func withoutNUL(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
+}
+
+// idleTimer ends a call whose upstream falls silent once its answer has
+// begun: the first progress arms it, each one after re-arms it, and when
+// d passes without one it cancels ctx. Before the first chunk the wait is
+// the transport's header timeout and FERRY_UPSTREAM_TIMEOUT's.
+type idleTimer struct {
+	ctx      context.Context // run's context
+	cancel   context.CancelFunc
+	d        time.Duration
+	provider string
+	t        *time.Timer // nil until the first chunk
+	fired    atomic.Bool
+}
+
+func newIdleTimer(parent context.Context, d time.Duration, provider string) *idleTimer {
+	ctx, cancel := context.WithCancel(parent)
+	return &idleTimer{ctx: ctx, cancel: cancel, d: d, provider: provider}
+}
+
+// progress notes a chunk. The upstream's reader calls it, one call at a
+// time.
+func (it *idleTimer) progress() {
+	if it.t == nil {
+		it.t = time.AfterFunc(it.d, func() {
+			it.fired.Store(true)
+			it.cancel()
+		})
+		return
+	}
+	it.t.Reset(it.d)
+}
+
+// stop disarms the timer once run has returned err, and returns the error
+// the call ended with: a Timeout error when the silence is what ended it.
+func (it *idleTimer) stop(err error) error {
+	if it.t != nil {
+		it.t.Stop()
+	}
+	it.cancel()
+	if err != nil && it.fired.Load() {
+		// Not wrapping err (context.Canceled): that would read as a
+		// client that left.
+		return &ferry.Error{Code: ferry.Timeout,
+			Message: fmt.Sprintf("%s sent nothing for %s in the middle of its answer", it.provider, it.d)}
+	}
+	return err
 }

@@ -27,13 +27,14 @@ type Service struct {
 
 // Options are the chat settings.
 type Options struct {
-	SystemPrompt    string        // used when a request gives none
-	ContextTokens   int           // history budget, in estimated tokens
-	UpstreamTimeout time.Duration // longest one model call may take
-	MaxTokens       int           // answer length when a request gives none
-	Log             *slog.Logger  // for calls that could not be saved
-	Admit           Admit         // nil: every call is admitted
-	Observers       []Observer    // told of every call that ran
+	SystemPrompt        string        // used when a request gives none
+	ContextTokens       int           // history budget, in estimated tokens
+	UpstreamTimeout     time.Duration // longest one model call may take
+	UpstreamIdleTimeout time.Duration // longest silence between two chunks once an answer has begun; zero: 60 s
+	MaxTokens           int           // answer length when a request gives none
+	Log                 *slog.Logger  // for calls that could not be saved
+	Admit               Admit         // nil: every call is admitted
+	Observers           []Observer    // told of every call that ran
 }
 
 // NewService returns a Service storing turns in st and reaching models
@@ -50,6 +51,9 @@ func NewService(st *store.Store, router *llm.Router, opts Options) *Service {
 	}
 	if opts.UpstreamTimeout == 0 {
 		opts.UpstreamTimeout = 10 * time.Minute
+	}
+	if opts.UpstreamIdleTimeout == 0 {
+		opts.UpstreamIdleTimeout = time.Minute
 	}
 	return &Service{store: st, router: router, opts: opts}
 }

@@ -91,8 +91,9 @@ func handleOllamaGenerate(s *server, endpoint, path string) func(context.Context
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
 			s.stream(w, r, ndjsonDialect{stream: n.Stream}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
-				return call.Relay(ctx, func(ctx context.Context) (*chat.Result, error) {
+				return call.Relay(ctx, func(ctx context.Context, progress func()) (*chat.Result, error) {
 					final, err := s.svc.Ollama.Forward(ctx, n, func(b []byte) error {
+						progress()
 						return emit(llm.Delta{Text: string(b)})
 					})
 					return &chat.Result{Model: final.Model, StopReason: final.StopReason, Usage: final.Usage}, err
