@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/ferryhq/ferry"
@@ -80,6 +81,10 @@ func (s *Store) Messages(ctx context.Context, conversationID string) ([]*ferry.M
 	if err != nil {
 		return nil, err
 	}
+	return scanMessages(rows)
+}
+
+func scanMessages(rows *sql.Rows) ([]*ferry.Message, error) {
 	defer rows.Close()
 	list := []*ferry.Message{}
 	for rows.Next() {
@@ -91,6 +96,19 @@ func (s *Store) Messages(ctx context.Context, conversationID string) ([]*ferry.M
 		list = append(list, &m)
 	}
 	return list, rows.Err()
+}
+
+// StaleAnswers returns up to limit answers still streaming whose row was
+// last written before before, oldest first: those a process that died left
+// behind, when before is far enough back that a live stream would have
+// saved its progress since (see SaveProgress and TouchMessages).
+func (s *Store) StaleAnswers(ctx context.Context, before time.Time, limit int) ([]*ferry.Message, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
+		WHERE status = 'streaming' AND updated_at < $1 ORDER BY updated_at, id LIMIT $2`, before.UTC(), limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanMessages(rows)
 }
 
 // StartConversation stores a new conversation c with its first message m,

@@ -5,6 +5,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ferryhq/ferry"
@@ -17,18 +18,24 @@ const (
 	opInsertMessage
 	opFinishMessage
 	opInsertUsage
+	opSaveProgress
+	opTouchMessages
+	opInterruptMessage
 )
 
 // Op is one write for Submit; build it with InsertConversation,
-// InsertMessage, FinishMessage or InsertUsage. It holds a copy of the
-// values it writes, taken when it is built: changing the struct afterwards
-// does not change the write.
+// InsertMessage, FinishMessage, InsertUsage, SaveProgress, TouchMessages
+// or InterruptMessage. It holds a copy of the values it writes, taken when
+// it is built: changing the struct afterwards does not change the write.
 type Op struct {
-	kind opKind
-	c    *ferry.Conversation
-	m    *ferry.Message
-	u    *ferry.Usage
-	at   time.Time // FinishMessage: the conversation's new updated_at
+	kind   opKind
+	c      *ferry.Conversation
+	m      *ferry.Message
+	u      *ferry.Usage
+	at     time.Time // when the Op was built: the new updated_at
+	ids    []string  // TouchMessages
+	more   string    // SaveProgress: the text to append
+	before time.Time // InterruptMessage: how old the message must be
 }
 
 // InsertConversation inserts c, first setting its CreatedAt and UpdatedAt
@@ -46,7 +53,8 @@ func InsertConversation(c *ferry.Conversation) Op {
 }
 
 // InsertMessage inserts m, first setting its CreatedAt to now where it is
-// zero, and sets its conversation's updated_at to m.CreatedAt.
+// zero, and sets its conversation's updated_at to m.CreatedAt. The
+// message's own updated_at is m.CreatedAt too.
 func InsertMessage(m *ferry.Message) Op {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.Now().UTC()
@@ -57,21 +65,48 @@ func InsertMessage(m *ferry.Message) Op {
 
 // FinishMessage saves how the message with m.ID ended: its content, model,
 // provider, token counts, stop reason, status, error and timings (its role,
-// conversation and CreatedAt stay). Its conversation's updated_at becomes
-// now. No message with m.ID fails the Op's group with NotFound.
+// conversation and CreatedAt stay). Its updated_at and its conversation's
+// become now. No message with m.ID fails the Op's group with NotFound.
 func FinishMessage(m *ferry.Message) Op {
 	mc := *m
 	return Op{kind: opFinishMessage, m: &mc, at: time.Now().UTC()}
 }
 
 // InsertUsage appends u to the usage log, first setting its CreatedAt to now
-// where it is zero. An empty UserID is stored as NULL.
+// where it is zero. An empty UserID is stored as NULL, and so is the id of
+// a user who no longer exists (deleted while the call ran): the entry is
+// kept for accounting, as the entries of a deleted user are.
 func InsertUsage(u *ferry.Usage) Op {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = time.Now().UTC()
 	}
 	uc := *u
 	return Op{kind: opInsertUsage, u: &uc}
+}
+
+// SaveProgress appends more to the text of the message with id while it
+// is streaming, and sets its updated_at to now: what a crash would
+// otherwise lose. A message that is no longer streaming, or no longer
+// exists, is left as it is (its group does not fail).
+func SaveProgress(id, more string) Op {
+	return Op{kind: opSaveProgress, m: &ferry.Message{ID: id}, more: more, at: time.Now().UTC()}
+}
+
+// TouchMessages sets updated_at to now on those of the messages with ids
+// that are still streaming: the sign that their streams are alive, for a
+// model that is silent for long. Others are left as they are.
+func TouchMessages(ids ...string) Op {
+	return Op{kind: opTouchMessages, ids: slices.Clone(ids), at: time.Now().UTC()}
+}
+
+// InterruptMessage marks the message with m.ID interrupted, with m's token
+// counts, if it is still streaming and was last written before before (it
+// is a leftover of a process that died). Otherwise, a stream that is alive
+// after all or has finished, it is left as it is; its group does not
+// fail.
+func InterruptMessage(m *ferry.Message, before time.Time) Op {
+	mc := *m
+	return Op{kind: opInterruptMessage, m: &mc, before: before.UTC(), at: time.Now().UTC()}
 }
 
 // The writer's statements, prepared once per Store.
@@ -82,20 +117,31 @@ const (
 	stmtFinishMessage
 	stmtTouchMessageConversation
 	stmtInsertUsage
+	stmtSaveProgress
+	stmtTouchMessage
+	stmtInterruptMessage
 	stmtCount
 )
 
 var writerSQL = [stmtCount]string{
 	stmtInsertConversation: `INSERT INTO conversations (` + conversationColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`,
-	stmtInsertMessage: `INSERT INTO messages (` + messageColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+	stmtInsertMessage: `INSERT INTO messages (` + messageColumns + `, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
 	stmtTouchConversation: `UPDATE conversations SET updated_at = $1 WHERE id = $2`,
 	stmtFinishMessage: `UPDATE messages SET content = $1, model = $2, provider = $3, input_tokens = $4, output_tokens = $5,
-		stop_reason = $6, status = $7, error = $8, latency_ms = $9, first_token_ms = $10 WHERE id = $11`,
+		stop_reason = $6, status = $7, error = $8, latency_ms = $9, first_token_ms = $10, updated_at = $11 WHERE id = $12`,
 	stmtTouchMessageConversation: `UPDATE conversations SET updated_at = $1
 		WHERE id = (SELECT conversation_id FROM messages WHERE id = $2)`,
+	// The user may have been deleted while the call ran: the entry is kept
+	// with no user rather than failing its foreign key.
 	stmtInsertUsage: `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
-		input_tokens, output_tokens, latency_ms, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		input_tokens, output_tokens, latency_ms, status, created_at)
+		VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	stmtSaveProgress: `UPDATE messages SET content = content || $1, updated_at = $2
+		WHERE id = $3 AND status = 'streaming'`,
+	stmtTouchMessage: `UPDATE messages SET updated_at = $1 WHERE id = $2 AND status = 'streaming'`,
+	stmtInterruptMessage: `UPDATE messages SET status = 'interrupted', input_tokens = $1, output_tokens = $2, updated_at = $3
+		WHERE id = $4 AND status = 'streaming' AND updated_at < $5`,
 }
 
 // step is one statement of an Op.
@@ -136,7 +182,7 @@ func (op Op) appendSteps(steps []step) []step {
 		return append(steps,
 			step{stmt: stmtFinishMessage, what: "finish message " + m.ID, one: true,
 				args: []any{m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.ID}},
+					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, op.at, m.ID}},
 			step{stmt: stmtTouchMessageConversation, what: "touch conversation of message " + m.ID,
 				args: []any{op.at, m.ID}})
 	case opInsertUsage:
@@ -148,6 +194,18 @@ func (op Op) appendSteps(steps []step) []step {
 		return append(steps, step{stmt: stmtInsertUsage, what: "insert usage " + u.ID,
 			args: []any{u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
 				u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt}})
+	case opSaveProgress:
+		return append(steps, step{stmt: stmtSaveProgress, what: "save progress of message " + op.m.ID,
+			args: []any{op.more, op.at, op.m.ID}})
+	case opTouchMessages:
+		for _, id := range op.ids {
+			steps = append(steps, step{stmt: stmtTouchMessage, what: "touch message " + id, args: []any{op.at, id}})
+		}
+		return steps
+	case opInterruptMessage:
+		m := op.m
+		return append(steps, step{stmt: stmtInterruptMessage, what: "interrupt message " + m.ID,
+			args: []any{m.InputTokens, m.OutputTokens, op.at, m.ID, op.before}})
 	}
 	return steps // Submit refuses an Op{}
 }

@@ -74,6 +74,10 @@ func (p *Pending) Wait(ctx context.Context) error {
 	}
 }
 
+// Done is closed when the group is committed or has failed for good;
+// Wait then answers at once.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
 // group is one Submit: its ops commit together or not at all.
 type group struct {
 	ops []Op
