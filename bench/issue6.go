@@ -123,7 +123,11 @@ func (r *report) intro6(p printf) {
 	}
 	if r.priorLabel != "" {
 		p("*%s* beside this tree is that commit's Ferry, built in its worktree (`cd /tmp/ferry-before && go build -o BIN ./cmd/ferry`) and measured by this run "+
-			"(`-before-ferry BIN -before-label %s`) as one more side of every level and with a memory run of its own.\n\n", r.priorLabel, r.priorLabel)
+			"(`-before-ferry BIN -before-label %s`) as one more side of every level and with a memory run of its own.", r.priorLabel, r.priorLabel)
+		if len(r.priorSkipped) > 0 {
+			p(" Not on %s: its first request failed against this tree's fake upstream.", strings.Join(r.priorSkipped, "; "))
+		}
+		p("\n\n")
 	}
 	r.machineLine(p)
 	var sum float64

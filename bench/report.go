@@ -45,6 +45,9 @@ type report struct {
 	// priorLabel names the -before-ferry build measured in this run, if
 	// one was.
 	priorLabel string
+	// priorSkipped are the routes the -before-ferry build was not
+	// measured on, and why.
+	priorSkipped []string
 }
 
 type machine struct {
