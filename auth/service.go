@@ -16,16 +16,17 @@ import (
 // Service is Ferry's account system: registration, sign-in sessions with
 // rotating refresh tokens, API keys, and authenticating each request.
 type Service struct {
-	store      *store.Store
-	tokens     *Tokens
-	hasher     Hasher
-	failures   limit.Failures
-	refreshTTL time.Duration
-	now        func() time.Time
+	store         *store.Store
+	tokens        *Tokens
+	hasher        Hasher
+	failures      limit.Failures
+	registrations limit.Failures
+	refreshTTL    time.Duration
+	now           func() time.Time
 
 	// hashing bounds how many argon2 computations run at once: each holds
 	// Params.Memory, and a burst of logins must not exhaust memory.
-	hashing  chan struct{}
+	hashing  *hashSlots
 	cache    principalCache
 	onChange func()
 }
@@ -43,11 +44,19 @@ type ServiceOptions struct {
 	// Changed, if set, is called after every change to credentials, so that
 	// run can tell other instances to call Invalidate.
 	Changed func()
+	// Registrations counts registrations per client address. Nil means in
+	// this process's memory under RegisterPolicy; instances that share
+	// Redis should share this too.
+	Registrations limit.Failures
 }
 
 // NewService returns a Service over st that signs access tokens with tokens
-// and throttles failed logins with failures.
+// and throttles failed logins with failures, whose policy applies to one
+// client's attempts at one account (see Login).
 func NewService(st *store.Store, tokens *Tokens, failures limit.Failures, opts ServiceOptions) *Service {
+	if opts.Registrations == nil {
+		opts.Registrations = limit.NewMemoryFailures(RegisterPolicy, nil)
+	}
 	if opts.RefreshTTL == 0 {
 		opts.RefreshTTL = 30 * 24 * time.Hour
 	}
@@ -55,15 +64,18 @@ func NewService(st *store.Store, tokens *Tokens, failures limit.Failures, opts S
 		opts.CacheTTL = 5 * time.Second
 	}
 	return &Service{
-		store:      st,
-		tokens:     tokens,
-		hasher:     opts.Hasher,
-		failures:   failures,
-		refreshTTL: opts.RefreshTTL,
-		now:        time.Now,
-		hashing:    make(chan struct{}, 4),
-		cache:      principalCache{ttl: opts.CacheTTL, entries: map[string]cacheEntry{}},
-		onChange:   opts.Changed,
+		store:         st,
+		tokens:        tokens,
+		hasher:        opts.Hasher,
+		failures:      failures,
+		registrations: opts.Registrations,
+		refreshTTL:    opts.RefreshTTL,
+		now:           time.Now,
+		// Two slots only sign-ins may take and two for anything: as many
+		// hashes at once as before, of which registrations hold at most half.
+		hashing:  newHashSlots(2, 2),
+		cache:    principalCache{ttl: opts.CacheTTL, entries: map[string]cacheEntry{}},
+		onChange: opts.Changed,
 	}
 }
 
@@ -85,19 +97,62 @@ func NormalizeEmail(email string) (string, error) {
 	return e, nil
 }
 
-// CreateUser makes an account with role. Bad input is Invalid; a taken
-// email is Conflict.
+// CreateUser makes an account with role, for an admin: no limit applies.
+// Bad input is Invalid; a taken email is Conflict.
 func (s *Service) CreateUser(ctx context.Context, email, password, name string, role ferry.Role) (*ferry.User, error) {
-	email, err := NormalizeEmail(email)
+	email, err := checkNewUser(email, password, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidatePassword(password); err != nil {
+	return s.createUser(ctx, email, password, name, role)
+}
+
+// Register makes an ordinary account for someone signing up from the
+// client address ip. Bad input is Invalid and a taken email Conflict, as
+// for CreateUser; beyond the Registrations limit's allowance per address
+// (RegisterPolicy: five an hour) it is RateLimited, saying how long to
+// wait.
+func (s *Service) Register(ctx context.Context, email, password, name, ip string) (*ferry.User, error) {
+	email, err := checkNewUser(email, password, name)
+	if err != nil {
 		return nil, err
 	}
-	if len(name) > 200 {
-		return nil, ferry.InvalidField("name", "at most 200 characters")
+	key := registerKey(addressKey(ip))
+	delay, err := s.registrations.Reserve(ctx, key)
+	if err != nil {
+		return nil, refused(err, "too many accounts registered from your address")
 	}
+	u, err := func() (*ferry.User, error) {
+		if err := hold(ctx, delay); err != nil {
+			return nil, err
+		}
+		return s.createUser(ctx, email, password, name, ferry.RoleUser)
+	}()
+	// A taken email cost a hash, and trying emails is how one learns which
+	// have accounts: it counts. Anything else that failed made nothing.
+	if err != nil && ferry.ErrorCode(err) != ferry.Conflict {
+		release(ctx, s.registrations, []limit.Key{key})
+	}
+	return u, err
+}
+
+// checkNewUser checks a new account's fields before anything costly, and
+// returns the normalised email.
+func checkNewUser(email, password, name string) (string, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidatePassword(password); err != nil {
+		return "", err
+	}
+	if len(name) > 200 {
+		return "", ferry.InvalidField("name", "at most 200 characters")
+	}
+	return email, nil
+}
+
+func (s *Service) createUser(ctx context.Context, email, password, name string, role ferry.Role) (*ferry.User, error) {
 	hash, err := s.hash(ctx, password)
 	if err != nil {
 		return nil, err
@@ -113,74 +168,63 @@ func (s *Service) CreateUser(ctx context.Context, email, password, name string, 
 // response does not tell which accounts exist.
 var errLogin = ferry.Errorf(ferry.Unauthorized, "incorrect email or password")
 
-// Login checks email and password and opens a session. Repeated failures for
-// one email or from one client address (ip) are slowed down and then refused
-// with RateLimited.
+// Login checks email and password and opens a session. ip is the client's
+// address. Each attempt is counted before the password is checked, per
+// account and address, per address and per account (see loginKeys), so
+// that however many arrive at once only the limit's allowance is checked:
+// repeated failures are slowed down and then refused with RateLimited,
+// saying how long to wait. A success forgives this client's failures at
+// this account.
 func (s *Service) Login(ctx context.Context, email, password, ip string) (*TokenPair, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
-	keys := []string{"email:" + email, "ip:" + ip}
-	if err := s.throttle(ctx, keys); err != nil {
+	keys := loginKeys(email, addressKey(ip))
+	delay, err := reserve(ctx, s.failures, keys)
+	if err != nil {
+		return nil, refused(err, "too many failed sign-in attempts")
+	}
+	// giveBack is what the attempt gives back when it ends: everything,
+	// unless it checked a password and that was wrong.
+	giveBack := keys
+	defer func() { release(ctx, s.failures, giveBack) }()
+	if err := hold(ctx, delay); err != nil {
 		return nil, err
 	}
 	u, err := s.store.UserByEmail(ctx, email)
 	if ferry.ErrorCode(err) == ferry.NotFound {
 		// Same work as a real check, so timing does not reveal the answer.
-		s.withHashing(ctx, func() { s.hasher.VerifyDummy(password) })
-		return nil, s.failed(ctx, keys)
+		if err := s.withHashing(ctx, true, func() { s.hasher.VerifyDummy(password) }); err != nil {
+			return nil, err
+		}
+		giveBack = nil
+		return nil, errLogin
 	}
 	if err != nil {
 		return nil, err
 	}
 	var ok bool
 	var verr error
-	if err := s.withHashing(ctx, func() { ok, verr = s.hasher.Verify(password, u.PasswordHash) }); err != nil {
+	if err := s.withHashing(ctx, true, func() { ok, verr = s.hasher.Verify(password, u.PasswordHash) }); err != nil {
 		return nil, err
 	}
 	if verr != nil {
 		return nil, verr
 	}
 	if !ok {
-		return nil, s.failed(ctx, keys)
+		giveBack = nil
+		return nil, errLogin
+	}
+	// The owner, or someone who has the password, is at this address: their
+	// earlier slips here are forgiven. The counts for the address and the
+	// account alone only get this attempt back: signing in to an account of
+	// one's own must not wipe the count of guesses at others.
+	giveBack = keys[1:]
+	if err := s.failures.Reset(ctx, keys[0]); err != nil {
+		return nil, err
 	}
 	if u.Disabled {
 		return nil, ferry.Errorf(ferry.Forbidden, "this account is disabled")
 	}
-	for _, k := range keys {
-		if err := s.failures.Reset(ctx, k); err != nil {
-			return nil, err
-		}
-	}
 	return s.openSession(ctx, u)
-}
-
-func (s *Service) throttle(ctx context.Context, keys []string) error {
-	var delay time.Duration
-	for _, k := range keys {
-		d, err := s.failures.Check(ctx, k)
-		if err != nil {
-			return err
-		}
-		delay = max(delay, d)
-	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-func (s *Service) failed(ctx context.Context, keys []string) error {
-	for _, k := range keys {
-		if err := s.failures.Fail(ctx, k); err != nil {
-			return err
-		}
-	}
-	return errLogin
 }
 
 func (s *Service) openSession(ctx context.Context, u *ferry.User) (*TokenPair, error) {
@@ -337,23 +381,25 @@ func (s *Service) RevokeAPIKey(ctx context.Context, userID, id string) error {
 	return s.store.DeleteAPIKey(ctx, userID, id)
 }
 
-// hash computes a password hash under the concurrency bound.
+// hash computes a password hash under the concurrency bound, in a shared
+// slot: only sign-ins have slots of their own.
 func (s *Service) hash(ctx context.Context, password string) (string, error) {
 	var h string
 	var herr error
-	if err := s.withHashing(ctx, func() { h, herr = s.hasher.Hash(password) }); err != nil {
+	if err := s.withHashing(ctx, false, func() { h, herr = s.hasher.Hash(password) }); err != nil {
 		return "", err
 	}
 	return h, herr
 }
 
-func (s *Service) withHashing(ctx context.Context, fn func()) error {
-	select {
-	case s.hashing <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+// withHashing runs fn, an argon2 computation, once it has a hash slot: any
+// free one for a sign-in, a shared one otherwise.
+func (s *Service) withHashing(ctx context.Context, signIn bool, fn func()) error {
+	done, err := s.hashing.acquire(ctx, signIn)
+	if err != nil {
+		return err
 	}
-	defer func() { <-s.hashing }()
+	defer done()
 	fn()
 	return nil
 }

@@ -35,7 +35,7 @@ func (s *Service) UpdateSelf(ctx context.Context, p *ferry.Principal, ch UserCha
 		}
 		var ok bool
 		var verr error
-		if err := s.withHashing(ctx, func() { ok, verr = s.hasher.Verify(ch.CurrentPassword, u.PasswordHash) }); err != nil {
+		if err := s.withHashing(ctx, false, func() { ok, verr = s.hasher.Verify(ch.CurrentPassword, u.PasswordHash) }); err != nil {
 			return nil, err
 		}
 		if verr != nil {

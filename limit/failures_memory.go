@@ -24,14 +24,17 @@ type MemoryFailures struct {
 	now     func() time.Time
 	maxKeys int
 
+	// mu makes each Reserve's decision and count one step.
 	mu        sync.Mutex
 	entries   map[[sha256.Size]byte]failEntry
+	groups    map[[sha256.Size]byte]map[[sha256.Size]byte]struct{}
 	nextSweep time.Time
 }
 
 type failEntry struct {
 	count   int64
 	expires time.Time
+	group   *[sha256.Size]byte // nil: in no group
 }
 
 var _ Failures = (*MemoryFailures)(nil)
@@ -47,51 +50,102 @@ func NewMemoryFailures(p Policy, now func() time.Time) *MemoryFailures {
 		now:     now,
 		maxKeys: memoryMaxKeys,
 		entries: make(map[[sha256.Size]byte]failEntry),
+		groups:  make(map[[sha256.Size]byte]map[[sha256.Size]byte]struct{}),
 	}
 }
 
-// Check implements Failures.
-func (m *MemoryFailures) Check(_ context.Context, key string) (time.Duration, error) {
-	h := hashKey(key)
-	now := m.now()
-	m.mu.Lock()
-	e, ok := m.entries[h]
-	if ok && !now.Before(e.expires) {
-		delete(m.entries, h)
-		ok = false
-	}
-	m.mu.Unlock()
-	if !ok {
-		return 0, nil
-	}
-	return m.policy.verdict(e.count, e.expires.Sub(now))
-}
-
-// Fail implements Failures.
-func (m *MemoryFailures) Fail(_ context.Context, key string) error {
-	h := hashKey(key)
+// Reserve implements Failures.
+func (m *MemoryFailures) Reserve(_ context.Context, k Key) (time.Duration, error) {
+	h := hashKey(k.Name)
+	p := m.policy.scaled(k.Scale)
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[h]
-	if !ok || !now.Before(e.expires) {
-		if !ok {
-			m.makeRoom(now)
-		}
-		e = failEntry{expires: now.Add(m.policy.Window)}
+	e, ok := m.live(h, now)
+	if ok && e.count >= p.BlockAfter {
+		return p.verdict(e.count, e.expires.Sub(now))
 	}
+	if !ok {
+		m.makeRoom(now)
+		e = failEntry{expires: now.Add(p.Window)}
+	}
+	counted := e.count
 	e.count++
+	if k.Group != "" && e.group == nil {
+		g := hashKey(k.Group)
+		e.group = &g
+		if m.groups[g] == nil {
+			m.groups[g] = make(map[[sha256.Size]byte]struct{})
+		}
+		m.groups[g][h] = struct{}{}
+	}
 	m.entries[h] = e
+	return p.verdict(counted, e.expires.Sub(now))
+}
+
+// Release implements Failures.
+func (m *MemoryFailures) Release(_ context.Context, k Key) error {
+	h := hashKey(k.Name)
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.live(h, now)
+	switch {
+	case !ok:
+	case e.count <= 1:
+		m.drop(h, e)
+	default:
+		e.count--
+		m.entries[h] = e
+	}
 	return nil
 }
 
 // Reset implements Failures.
-func (m *MemoryFailures) Reset(_ context.Context, key string) error {
-	h := hashKey(key)
+func (m *MemoryFailures) Reset(_ context.Context, k Key) error {
+	h := hashKey(k.Name)
 	m.mu.Lock()
-	delete(m.entries, h)
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	if e, ok := m.entries[h]; ok {
+		m.drop(h, e)
+	}
 	return nil
+}
+
+// ResetGroup implements Failures.
+func (m *MemoryFailures) ResetGroup(_ context.Context, group string) error {
+	g := hashKey(group)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h := range m.groups[g] {
+		delete(m.entries, h)
+	}
+	delete(m.groups, g)
+	return nil
+}
+
+// live returns h's entry unless it has expired, which it drops. It is
+// called with m.mu held.
+func (m *MemoryFailures) live(h [sha256.Size]byte, now time.Time) (failEntry, bool) {
+	e, ok := m.entries[h]
+	if ok && !now.Before(e.expires) {
+		m.drop(h, e)
+		return failEntry{}, false
+	}
+	return e, ok
+}
+
+// drop forgets h and its place in its group. It is called with m.mu held.
+func (m *MemoryFailures) drop(h [sha256.Size]byte, e failEntry) {
+	delete(m.entries, h)
+	if e.group == nil {
+		return
+	}
+	members := m.groups[*e.group]
+	delete(members, h)
+	if len(members) == 0 {
+		delete(m.groups, *e.group)
+	}
 }
 
 // makeRoom drops expired entries every memorySweepEvery, or at once when the
@@ -104,13 +158,13 @@ func (m *MemoryFailures) makeRoom(now time.Time) {
 	}
 	for k, e := range m.entries {
 		if !now.Before(e.expires) {
-			delete(m.entries, k)
+			m.drop(k, e)
 		}
 	}
 	m.nextSweep = now.Add(memorySweepEvery)
 	if len(m.entries) >= m.maxKeys {
-		for k := range m.entries {
-			delete(m.entries, k)
+		for k, e := range m.entries {
+			m.drop(k, e)
 			break
 		}
 	}

@@ -3,7 +3,6 @@ package limit
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,8 +11,9 @@ import (
 
 // RedisFailures is a Failures kept in Redis, so that every instance sharing
 // the Redis sees the same counts. Each key is one Redis string holding the
-// count and expiring with the window. Keys are stored hashed: Redis never
-// sees the emails or addresses they contain.
+// count and expiring with the window, and each group a set of the keys
+// reserved with it. Keys are stored hashed: Redis never sees the emails or
+// addresses they contain.
 type RedisFailures struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -23,7 +23,7 @@ type RedisFailures struct {
 var _ Failures = (*RedisFailures)(nil)
 
 // NewRedisFailures returns a RedisFailures applying p, storing its counts
-// under keys that start with prefix (for example "ferry:fail:").
+// under keys that start with prefix (for example "ferry:").
 func NewRedisFailures(rdb redis.UniversalClient, prefix string, p Policy) *RedisFailures {
 	return &RedisFailures{rdb: rdb, prefix: prefix, policy: p.withDefaults()}
 }
@@ -34,53 +34,101 @@ func (r *RedisFailures) redisKey(key string) string {
 	return r.prefix + hex.EncodeToString(h[:16])
 }
 
-// failScript counts a failure and starts the window on the first one. The
-// PTTL test rather than n == 1 also repairs a count that somehow lost its
-// expiry, which would otherwise block its key forever.
-var failScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if redis.call('PTTL', KEYS[1]) < 0 then
-	redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return n
-`)
-
-// Check implements Failures.
-func (r *RedisFailures) Check(ctx context.Context, key string) (time.Duration, error) {
-	k := r.redisKey(key)
-	var get *redis.StringCmd
-	var ttl *redis.DurationCmd
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, k)
-		ttl = p.PTTL(ctx, k)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("limit: check failures: %w", err)
-	}
-	n, err := get.Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("limit: check failures: %w", err)
-	}
-	return r.policy.verdict(n, ttl.Val())
+func (r *RedisFailures) groupKey(group string) string {
+	h := hashKey(group)
+	return r.prefix + "g:" + hex.EncodeToString(h[:16])
 }
 
-// Fail implements Failures.
-func (r *RedisFailures) Fail(ctx context.Context, key string) error {
-	err := failScript.Run(ctx, r.rdb, []string{r.redisKey(key)}, r.policy.Window.Milliseconds()).Err()
+// reserveScript decides and counts in one step, which is what keeps
+// attempts racing on several instances from all passing a check made
+// before any of them was counted. It counts unless KEYS[1] already holds
+// ARGV[2] attempts, starts the window on the first, and returns the count
+// before this attempt and the milliseconds left. Testing PTTL rather than
+// the count also repairs a count that somehow lost its expiry, which would
+// otherwise block its key forever.
+var reserveScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n < tonumber(ARGV[2]) then
+	redis.call('INCR', KEYS[1])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+	redis.call('PEXPIRE', KEYS[1], ARGV[1])
+	ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+`)
+
+// releaseScript takes one attempt back, deleting a count that reaches zero
+// rather than leaving it behind, and never creating one.
+var releaseScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 1 then
+	redis.call('DEL', KEYS[1])
+	return 0
+end
+return redis.call('DECR', KEYS[1])
+`)
+
+// Reserve implements Failures.
+func (r *RedisFailures) Reserve(ctx context.Context, k Key) (time.Duration, error) {
+	p := r.policy.scaled(k.Scale)
+	key := r.redisKey(k.Name)
+	var res *redis.Cmd
+	_, err := r.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		res = reserveScript.Eval(ctx, pipe, []string{key}, p.Window.Milliseconds(), p.BlockAfter)
+		if k.Group != "" {
+			// The group outlives every key added to it: each key ends at
+			// most a window after it was added.
+			g := r.groupKey(k.Group)
+			pipe.SAdd(ctx, g, key)
+			pipe.PExpire(ctx, g, p.Window)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("limit: record failure: %w", err)
+		return 0, fmt.Errorf("limit: reserve: %w", err)
+	}
+	v, err := res.Int64Slice()
+	if err != nil || len(v) != 2 {
+		return 0, fmt.Errorf("limit: reserve: unexpected answer %v: %w", res.Val(), err)
+	}
+	return p.verdict(v[0], time.Duration(v[1])*time.Millisecond)
+}
+
+// Release implements Failures.
+func (r *RedisFailures) Release(ctx context.Context, k Key) error {
+	if err := releaseScript.Run(ctx, r.rdb, []string{r.redisKey(k.Name)}).Err(); err != nil {
+		return fmt.Errorf("limit: release: %w", err)
 	}
 	return nil
 }
 
 // Reset implements Failures.
-func (r *RedisFailures) Reset(ctx context.Context, key string) error {
-	if err := r.rdb.Del(ctx, r.redisKey(key)).Err(); err != nil {
-		return fmt.Errorf("limit: reset failures: %w", err)
+func (r *RedisFailures) Reset(ctx context.Context, k Key) error {
+	if err := r.rdb.Del(ctx, r.redisKey(k.Name)).Err(); err != nil {
+		return fmt.Errorf("limit: reset: %w", err)
+	}
+	return nil
+}
+
+// ResetGroup implements Failures. Keys are deleted one by one rather than
+// in one DEL, which Redis Cluster refuses across slots.
+func (r *RedisFailures) ResetGroup(ctx context.Context, group string) error {
+	g := r.groupKey(group)
+	keys, err := r.rdb.SMembers(ctx, g).Result()
+	if err != nil {
+		return fmt.Errorf("limit: reset group: %w", err)
+	}
+	_, err = r.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, k := range keys {
+			pipe.Del(ctx, k)
+		}
+		pipe.Del(ctx, g)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("limit: reset group: %w", err)
 	}
 	return nil
 }
