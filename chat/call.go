@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,13 @@ type Call struct {
 	// answer is the extra write a conversation turn makes when the call
 	// ends: its stored answer.
 	answer func(*Result, error) store.Op
+	// answerID is the id of a turn's answer row, which TouchMessages keeps
+	// fresh while the call runs; "" for a call that is no turn.
+	answerID string
+
+	mu     sync.Mutex
+	cause  error                   // why the funnel ended the call (see end); nil while it may run
+	cancel context.CancelCauseFunc // ends the running call; nil outside Relay
 }
 
 // Admit is the hook that decides whether a call may run: a limiter or a
@@ -58,8 +66,13 @@ type Result struct {
 // "provider/name" or a bare name), checks that the provider takes every
 // part of req, and admits the call. req.Model is set to the routed name.
 // Errors: Invalid (unknown or unconfigured model, a part the provider does
-// not take), and whatever Admit refuses with.
+// not take), Unavailable (the server is shutting down), and whatever Admit
+// refuses with. Until it finishes, the call is among the active ones that
+// Stop and CancelUser end.
 func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model string, req llm.Request) (*Call, error) {
+	if s.active.isStopped() {
+		return nil, errStopping
+	}
 	provider, name, err := s.router.Resolve(model)
 	if err != nil {
 		return nil, err
@@ -79,6 +92,7 @@ func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model
 			return nil, err
 		}
 	}
+	s.active.add(c)
 	return c, nil
 }
 
@@ -101,7 +115,7 @@ func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, e
 // never reported, and finishes the call.
 func (c *Call) Relay(ctx context.Context, run func(ctx context.Context, progress func()) (*Result, error)) (*Result, error) {
 	start := time.Now()
-	uctx, cancel := context.WithTimeout(ctx, c.svc.opts.UpstreamTimeout)
+	uctx, cancel := c.begin(ctx)
 	idle := newIdleTimer(uctx, c.svc.opts.UpstreamIdleTimeout, c.Provider)
 	res, err := run(idle.ctx, idle.progress)
 	err = idle.stop(err)
@@ -118,6 +132,10 @@ func (c *Call) Relay(ctx context.Context, run func(ctx context.Context, progress
 		if res.Status == "" {
 			res.Status = ferry.StatusComplete
 		}
+	case c.ended() != nil:
+		// The funnel ended it (shutdown, or its user was disabled); what
+		// arrived is kept.
+		res.Status, err = ferry.StatusCancelled, c.ended()
 	case ctx.Err() != nil:
 		// The client left (or the server is draining); what arrived is kept.
 		res.Status, err = ferry.StatusCancelled, ctx.Err()
@@ -173,22 +191,30 @@ func (c *Call) stream(ctx context.Context, progress func(), fn func(llm.Delta) e
 }
 
 // finish records how the call ended: the turn's answer and the usage-log
-// entry are queued as one write (nothing waits for it), then the admission
-// is released and the observers told.
+// entry are queued (nothing waits for them), the call leaves the active
+// ones, then the admission is released and the observers told.
 func (c *Call) finish(ctx context.Context, res *Result, err error) {
-	ops := make([]store.Op, 0, 2)
+	var answer *store.Pending
 	if c.answer != nil {
-		ops = append(ops, c.answer(res, err))
+		answer = c.svc.store.Submit(c.answer(res, err))
 	}
-	ops = append(ops, store.InsertUsage(c.usage(res)))
-	saved := c.svc.store.Submit(ops...)
+	// The usage entry is a group of its own, so that it is kept when the
+	// answer's row is gone (its conversation or user was deleted while the
+	// call ran).
+	logged := c.svc.store.Submit(store.InsertUsage(c.usage(res)))
+	c.svc.active.remove(c)
 	go func() {
 		// The answer has been given; a write that fails for good is only
 		// worth a log line here (a turn's own rows were checked before done).
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := saved.Wait(wctx); err != nil {
-			c.svc.opts.Log.ErrorContext(ctx, "saving a model call", "endpoint", c.Endpoint, "error", err)
+		for _, p := range []*store.Pending{answer, logged} {
+			if p == nil {
+				continue
+			}
+			if err := p.Wait(wctx); err != nil {
+				c.svc.opts.Log.ErrorContext(ctx, "saving a model call", "endpoint", c.Endpoint, "error", err)
+			}
 		}
 	}()
 	if c.release != nil {

@@ -23,6 +23,7 @@ type Service struct {
 	store  *store.Store
 	router *llm.Router
 	opts   Options
+	active active // the calls started and not finished
 }
 
 // Options are the chat settings.
@@ -35,6 +36,12 @@ type Options struct {
 	Log                 *slog.Logger  // for calls that could not be saved
 	Admit               Admit         // nil: every call is admitted
 	Observers           []Observer    // told of every call that ran
+	// SaveInterval is how often a streaming answer's text is saved, so
+	// that a crash loses at most about that much of it; zero: 2 s. Live
+	// answers are shown alive every 10 intervals, and one not written for
+	// 30 is taken for a leftover of a process that died (see
+	// MarkInterrupted).
+	SaveInterval time.Duration
 }
 
 // NewService returns a Service storing turns in st and reaching models
@@ -54,6 +61,9 @@ func NewService(st *store.Store, router *llm.Router, opts Options) *Service {
 	}
 	if opts.UpstreamIdleTimeout == 0 {
 		opts.UpstreamIdleTimeout = time.Minute
+	}
+	if opts.SaveInterval == 0 {
+		opts.SaveInterval = 2 * time.Second
 	}
 	return &Service{store: st, router: router, opts: opts}
 }
@@ -147,6 +157,7 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	answer := &ferry.Message{ID: auth.NewID(), ConversationID: user.ConversationID, Role: ferry.RoleAssistant,
 		Model: call.Model, Provider: call.Provider, Status: ferry.StatusStreaming, CreatedAt: now.Add(time.Microsecond)}
 	ops = append(ops, store.InsertMessage(user), store.InsertMessage(answer))
+	call.answerID = answer.ID
 	call.answer = func(res *Result, err error) store.Op {
 		m := *answer
 		m.Content, m.Model, m.InputTokens, m.OutputTokens = res.Text, res.Model, res.Usage.InputTokens, res.Usage.OutputTokens
@@ -179,7 +190,7 @@ var errNotSaved = ferry.Errorf(ferry.Unavailable, "the conversation could not be
 // would point at nothing. Otherwise the error is the provider's (see
 // llm.Provider), or ctx's when the client left.
 func (t *Turn) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
-	res, err := t.call.Stream(ctx, fn)
+	res, err := t.call.Stream(ctx, t.saveProgress(fn))
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if serr := t.saved.Wait(wctx); serr != nil {
@@ -189,6 +200,48 @@ func (t *Turn) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, e
 		}
 	}
 	return res, err
+}
+
+// saveProgress returns fn (which may be nil) wrapped so that the answer's
+// text is saved as it grows, at most every SaveInterval: a crash then
+// loses at most that much of it. Each save appends what came since the
+// one before, and goes only once that one is committed, so the stored
+// text is always a beginning of the answer; after a save that failed,
+// none follow (the answer's finish writes the whole text anyway).
+func (t *Turn) saveProgress(fn func(llm.Delta) error) func(llm.Delta) error {
+	st, every := t.call.svc.store, t.call.svc.opts.SaveInterval
+	next := time.Now().Add(every)
+	var unsaved strings.Builder
+	var last *store.Pending
+	broken := false
+	return func(d llm.Delta) error {
+		if !broken {
+			unsaved.WriteString(d.Text)
+			if unsaved.Len() > 0 && !time.Now().Before(next) {
+				ready := true
+				if last != nil {
+					select {
+					case <-last.Done():
+						broken = last.Wait(context.Background()) != nil
+					default:
+						ready = false // the writer is behind; the text waits for the next delta
+					}
+				}
+				switch {
+				case broken:
+					unsaved = strings.Builder{}
+				case ready:
+					last = st.Submit(store.SaveProgress(t.AssistantMessageID, unsaved.String()))
+					unsaved = strings.Builder{}
+					next = time.Now().Add(every)
+				}
+			}
+		}
+		if fn == nil {
+			return nil
+		}
+		return fn(d)
+	}
 }
 
 // publicMessage is what a failed message records: the client-facing message

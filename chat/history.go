@@ -26,15 +26,18 @@ func EstimateTokens(text string) int {
 
 // History builds the messages to send for a turn: the earlier messages that
 // fit in budget (estimated tokens), newest kept first, then the new message,
-// which is always sent. Failed answers are left out (they hold no text the
-// model wrote), and the history starts with a user message, as providers
+// which is always sent. An answer is sent with whatever text it holds,
+// however it ended (cancelled, interrupted by a restart or crash, cut off
+// by a failure, or still streaming), so that the model sees what it said
+// and two user messages follow each other only where the answer between
+// them holds no text. The history starts with a user message, as providers
 // require.
 func History(earlier []*ferry.Message, message string, budget int) []llm.Message {
 	budget -= EstimateTokens(message)
 	start := len(earlier)
 	for i := len(earlier) - 1; i >= 0; i-- {
 		m := earlier[i]
-		if m.Status == ferry.StatusFailed || m.Status == ferry.StatusStreaming || m.Content == "" {
+		if m.Content == "" {
 			continue
 		}
 		cost := EstimateTokens(m.Content)
@@ -46,7 +49,7 @@ func History(earlier []*ferry.Message, message string, budget int) []llm.Message
 	}
 	out := make([]llm.Message, 0, len(earlier)-start+1)
 	for _, m := range earlier[start:] {
-		if m.Status == ferry.StatusFailed || m.Status == ferry.StatusStreaming || m.Content == "" || m.Role == ferry.RoleSystem {
+		if m.Content == "" || m.Role == ferry.RoleSystem {
 			continue
 		}
 		if len(out) == 0 && m.Role != ferry.RoleUserMsg {
