@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"mime"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -84,11 +84,20 @@ type registerInput struct {
 		Password string `json:"password" minLength:"8" maxLength:"256" doc:"At least 8 characters."`
 		Name     string `json:"name,omitempty" maxLength:"200"`
 	}
+	remote remote
 }
 
-func handleRegister(a *auth.Service) func(context.Context, *registerInput) (*userOutput, error) {
+// Resolve records where the request came from, for the registration limit.
+func (in *registerInput) Resolve(ctx huma.Context) []error {
+	in.remote.resolve(ctx)
+	return nil
+}
+
+// handleRegister creates an account, within the limit on registrations
+// from one client address (see remote.clientAddr for which address).
+func handleRegister(a *auth.Service, trusted []netip.Prefix) func(context.Context, *registerInput) (*userOutput, error) {
 	return func(ctx context.Context, in *registerInput) (*userOutput, error) {
-		u, err := a.CreateUser(ctx, in.Body.Email, in.Body.Password, in.Body.Name, ferry.RoleUser)
+		u, err := a.Register(ctx, in.Body.Email, in.Body.Password, in.Body.Name, in.remote.clientAddr(trusted))
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +125,7 @@ func newTokenOutput(p *auth.TokenPair) *tokenOutput {
 type loginInput struct {
 	ContentType string `header:"Content-Type"`
 	RawBody     []byte
-	remoteIP    string
+	remote      remote
 }
 
 type loginJSON struct {
@@ -139,7 +148,9 @@ func loginOperation() huma.Operation {
 	}
 }
 
-func handleLogin(a *auth.Service) func(context.Context, *loginInput) (*tokenOutput, error) {
+// handleLogin signs in, within the limits on failed attempts, which count
+// by client address (see remote.clientAddr for which address).
+func handleLogin(a *auth.Service, trusted []netip.Prefix) func(context.Context, *loginInput) (*tokenOutput, error) {
 	return func(ctx context.Context, in *loginInput) (*tokenOutput, error) {
 		var email, password string
 		mt, _, _ := mime.ParseMediaType(in.ContentType)
@@ -170,7 +181,7 @@ func handleLogin(a *auth.Service) func(context.Context, *loginInput) (*tokenOutp
 		if password == "" || len(password) > 1024 {
 			return nil, ferry.InvalidField("password", "required, at most 1024 bytes")
 		}
-		pair, err := a.Login(ctx, email, password, in.remoteIP)
+		pair, err := a.Login(ctx, email, password, in.remote.clientAddr(trusted))
 		if err != nil {
 			return nil, err
 		}
@@ -266,14 +277,8 @@ func handleDeleteAPIKey(a *auth.Service) func(context.Context, *idInput) (*struc
 	}
 }
 
-// Resolve records the client address for login throttling: the TCP peer.
-// Behind a proxy that is the proxy; trusting X-Forwarded-For would let any
-// client pick its own address and dodge the limit.
+// Resolve records where the request came from, for login throttling.
 func (in *loginInput) Resolve(ctx huma.Context) []error {
-	host, _, err := net.SplitHostPort(ctx.RemoteAddr())
-	if err != nil {
-		host = ctx.RemoteAddr()
-	}
-	in.remoteIP = host
+	in.remote.resolve(ctx)
 	return nil
 }

@@ -174,41 +174,53 @@ func loginFrom(email, password, addr string) request {
 }
 
 func TestLoginThrottle(t *testing.T) {
-	t.Run("per email", func(t *testing.T) {
+	t.Run("per account and address", func(t *testing.T) {
 		eachEngine(t, options{policy: blockAfter3}, func(t *testing.T, h *harness) {
 			h.signUp(t, "victim@example.com")
 			h.signUp(t, "bystander@example.com")
 			var sc []scenario
 			for i := range 3 {
 				sc = append(sc, scenario{name: fmt.Sprintf("failure %d", i+1),
-					request: loginFrom("victim@example.com", "guess", fmt.Sprintf("198.51.100.%d:1000", i)), status: 401})
+					request: loginFrom("victim@example.com", "guess", "198.51.100.1:1000"), status: 401})
 			}
 			sc = append(sc,
-				scenario{name: "refused even with the right password, from a fresh address",
-					request: loginFrom("Victim@example.com", testPassword, "198.51.100.200:1000"),
-					status:  429, problem: true, contains: []string{"too many"}},
-				scenario{name: "another email from the same addresses is unaffected",
-					request: loginFrom("bystander@example.com", testPassword, "198.51.100.0:1000"), status: 200},
+				scenario{name: "refused even with the right password, saying how long to wait",
+					request: loginFrom("Victim@example.com", testPassword, "198.51.100.1:2000"),
+					status:  429, problem: true, contains: []string{"too many failed sign-in attempts; try again in 15 minutes"}},
+				scenario{name: "another account from the same address is unaffected",
+					request: loginFrom("bystander@example.com", testPassword, "198.51.100.1:1000"), status: 200},
+				scenario{name: "the account from another address is unaffected",
+					request: loginFrom("victim@example.com", testPassword, "203.0.113.9:1"), status: 200},
 			)
 			h.run(t, sc)
+			checkRetryAfter(t, h.do(t, loginFrom("victim@example.com", testPassword, "198.51.100.1:1")), blockAfter3.Window)
+		})
+	})
+	t.Run("per account from many addresses, ten times higher", func(t *testing.T) {
+		eachEngine(t, options{policy: blockAfter3}, func(t *testing.T, h *harness) {
+			h.signUp(t, "victim@example.com")
+			for i := range 30 {
+				if res := h.do(t, loginFrom("victim@example.com", "guess", fmt.Sprintf("198.51.100.%d:1000", i))); res.status != 401 {
+					t.Fatalf("failure %d: %d %s", i+1, res.status, res.body)
+				}
+			}
 			checkRetryAfter(t, h.do(t, loginFrom("victim@example.com", testPassword, "203.0.113.9:1")), blockAfter3.Window)
 		})
 	})
-	t.Run("per address, unknown emails count", func(t *testing.T) {
+	t.Run("per address, unknown emails count, ten times higher", func(t *testing.T) {
 		eachEngine(t, options{policy: blockAfter3}, func(t *testing.T, h *harness) {
 			h.signUp(t, "alice@example.com")
-			var sc []scenario
-			for i := range 3 {
-				sc = append(sc, scenario{name: fmt.Sprintf("unknown email %d", i+1),
-					request: loginFrom(fmt.Sprintf("nobody%d@example.com", i), "guess", "198.51.100.7:1000"), status: 401})
+			for i := range 30 {
+				if res := h.do(t, loginFrom(fmt.Sprintf("nobody%d@example.com", i), "guess", "198.51.100.7:1000")); res.status != 401 {
+					t.Fatalf("unknown email %d: %d %s", i+1, res.status, res.body)
+				}
 			}
-			sc = append(sc,
-				scenario{name: "that address is refused for a real account",
+			h.run(t, []scenario{
+				{name: "that address is refused for a real account",
 					request: loginFrom("alice@example.com", testPassword, "198.51.100.7:2000"), status: 429, problem: true},
-				scenario{name: "another address is not",
+				{name: "another address is not",
 					request: loginFrom("alice@example.com", testPassword, "198.51.100.8:1000"), status: 200},
-			)
-			h.run(t, sc)
+			})
 			checkRetryAfter(t, h.do(t, loginFrom("alice@example.com", testPassword, "198.51.100.7:1000")), blockAfter3.Window)
 		})
 	})
@@ -228,9 +240,9 @@ func TestLoginThrottle(t *testing.T) {
 		})
 	})
 	t.Run("slowed before refused", func(t *testing.T) {
-		// From the first failure on every attempt is held an hour: a login
-		// that is held cannot answer before its client gives up, so it ends
-		// with 499 rather than 200.
+		// From the first failure on, every attempt at that account from that
+		// address is held an hour: a login that is held cannot answer before
+		// its client gives up, so it ends with 499 rather than 200.
 		slow := limit.Policy{SlowAfter: 1, BlockAfter: 100, FirstDelay: time.Hour, MaxDelay: time.Hour}
 		eachEngine(t, options{policy: slow}, func(t *testing.T, h *harness) {
 			h.signUp(t, "alice@example.com")
@@ -240,7 +252,7 @@ func TestLoginThrottle(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			time.AfterFunc(200*time.Millisecond, cancel)
-			r := loginFrom("alice@example.com", testPassword, "198.51.100.2:1")
+			r := loginFrom("alice@example.com", testPassword, "198.51.100.1:2")
 			r.ctx = ctx
 			if res := h.do(t, r); res.status != 499 {
 				t.Fatalf("login after a failure answered %d before its client left, want it held (499): %s", res.status, res.body)

@@ -48,8 +48,8 @@ func addRoutes(s *server, mux *http.ServeMux) {
 
 	a := s.svc.Auth
 	register(s, huma.Operation{OperationID: "register", Method: "POST", Path: "/auth/register", Tags: []string{"auth"},
-		Summary: "Create an account", DefaultStatus: http.StatusCreated}, handleRegister(a))
-	register(s, loginOperation(), handleLogin(a))
+		Summary: "Create an account", DefaultStatus: http.StatusCreated}, handleRegister(a, s.opts.TrustedProxies))
+	register(s, loginOperation(), handleLogin(a, s.opts.TrustedProxies))
 	register(s, huma.Operation{OperationID: "refresh", Method: "POST", Path: "/auth/refresh", Tags: []string{"auth"},
 		Summary: "Exchange a refresh token for a new token pair"}, handleRefresh(a))
 	register(s, huma.Operation{OperationID: "logout", Method: "POST", Path: "/auth/logout", Tags: []string{"auth"},
@@ -75,6 +75,8 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Change a user's name, role or disabled flag (admin)"}, admin(handleUpdateUser(a)))
 	register(s, huma.Operation{OperationID: "delete-user", Method: "DELETE", Path: "/users/{id}", Tags: []string{"admin"},
 		Summary: "Delete a user (admin)", DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a)))
+	register(s, huma.Operation{OperationID: "unblock-user", Method: "POST", Path: "/users/{id}/unblock", Tags: []string{"admin"},
+		Summary: "Lift the sign-in blocks on a user's account (admin)", DefaultStatus: http.StatusNoContent}, admin(handleUnblockUser(a)))
 
 	c := s.svc.Chat
 	register(s, huma.Operation{OperationID: "models", Method: "GET", Path: "/ai/models", Tags: []string{"ai"},

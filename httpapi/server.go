@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ type Options struct {
 	// line, so proxies and browsers do not give up on a slow model. Zero
 	// means 15 s.
 	Keepalive time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// that sign-in and registration limits count under (FERRY_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
 }
 
 // NewServer returns the whole API as one handler: the routes of routes.go on

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,10 @@ type harness struct {
 type options struct {
 	policy   limit.Policy  // login throttling; zero fields take limit.DefaultPolicy
 	cacheTTL time.Duration // auth.ServiceOptions.CacheTTL; zero takes the default
+	// registrations limits registrations per address; zero allows 1000 an
+	// hour, so that tests can sign many users up from httptest's address.
+	registrations  limit.Policy
+	trustedProxies []netip.Prefix // httpapi.Options.TrustedProxies
 	// quiet logs at info level to nowhere, as a benchmark wants, instead of
 	// at debug level into harness.logs.
 	quiet bool
@@ -52,16 +57,21 @@ func newHarness(t testing.TB, engine string, opt options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if opt.registrations == (limit.Policy{}) {
+		opt.registrations = limit.Policy{Window: time.Hour, SlowAfter: 1000, BlockAfter: 1000}
+	}
 	svc := auth.NewService(st, tokens, limit.NewMemoryFailures(opt.policy, nil), auth.ServiceOptions{
-		Hasher:   auth.Hasher{Params: auth.TestPasswordParams},
-		CacheTTL: opt.cacheTTL,
+		Hasher:        auth.Hasher{Params: auth.TestPasswordParams},
+		CacheTTL:      opt.cacheTTL,
+		Registrations: limit.NewMemoryFailures(opt.registrations, nil),
 	})
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opt.quiet {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: 1 << 20, Draining: context.Background()},
+	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: 1 << 20, Draining: context.Background(),
+		TrustedProxies: opt.trustedProxies},
 		httpapi.Services{Store: st, Auth: svc})
 	return &harness{handler: h, store: st, auth: svc, secret: secret, logs: logs}
 }

@@ -104,3 +104,11 @@ func handleDeleteUser(a *auth.Service) func(context.Context, *idInput) (*struct{
 		return nil, a.DeleteUser(ctx, in.ID)
 	}
 }
+
+// handleUnblockUser lifts the sign-in blocks on a user's account, from
+// every address, so they can sign in again at once.
+func handleUnblockUser(a *auth.Service) func(context.Context, *idInput) (*struct{}, error) {
+	return func(ctx context.Context, in *idInput) (*struct{}, error) {
+		return nil, a.UnblockUser(ctx, in.ID)
+	}
+}
