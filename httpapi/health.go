@@ -24,9 +24,14 @@ func handleHealthz() func(context.Context, *struct{}) (*healthOutput, error) {
 }
 
 // handleReadyz answers 200 when the database answers and 503 otherwise, so a
-// load balancer sends traffic only to instances that can serve it.
-func handleReadyz(st *store.Store) func(context.Context, *struct{}) (*healthOutput, error) {
+// load balancer sends traffic only to instances that can serve it; and 503
+// once stopping is cancelled (shutdown began), so that it moves away while
+// this instance still serves what it was sent.
+func handleReadyz(st *store.Store, stopping context.Context) func(context.Context, *struct{}) (*healthOutput, error) {
 	return func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
+		if stopping.Err() != nil {
+			return nil, ferry.Errorf(ferry.Unavailable, "shutting down")
+		}
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {

@@ -44,7 +44,7 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, huma.Operation{OperationID: "healthz", Method: "GET", Path: "/healthz", Tags: []string{"health"},
 		Summary: "The process is alive"}, handleHealthz())
 	register(s, huma.Operation{OperationID: "readyz", Method: "GET", Path: "/readyz", Tags: []string{"health"},
-		Summary: "The database answers (503 when it does not)"}, handleReadyz(s.svc.Store))
+		Summary: "The database answers (503 when it does not)"}, handleReadyz(s.svc.Store, s.opts.Stopping))
 
 	a := s.svc.Auth
 	register(s, huma.Operation{OperationID: "register", Method: "POST", Path: "/auth/register", Tags: []string{"auth"},
@@ -66,15 +66,15 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, huma.Operation{OperationID: "update-me", Method: "PATCH", Path: "/users/me", Tags: []string{"users"},
 		Summary: "Change your name or password"}, handleUpdateMe(a))
 	register(s, huma.Operation{OperationID: "delete-me", Method: "DELETE", Path: "/users/me", Tags: []string{"users"},
-		Summary: "Delete your account and everything in it", DefaultStatus: http.StatusNoContent}, handleDeleteMe(a))
+		Summary: "Delete your account and everything in it", DefaultStatus: http.StatusNoContent}, handleDeleteMe(a, s.revokeUser))
 	register(s, huma.Operation{OperationID: "list-users", Method: "GET", Path: "/users", Tags: []string{"admin"},
 		Summary: "List users (admin)"}, admin(handleListUsers(a)))
 	register(s, huma.Operation{OperationID: "get-user", Method: "GET", Path: "/users/{id}", Tags: []string{"admin"},
 		Summary: "Get a user (admin)"}, admin(handleGetUser(a)))
 	register(s, huma.Operation{OperationID: "update-user", Method: "PATCH", Path: "/users/{id}", Tags: []string{"admin"},
-		Summary: "Change a user's name, role or disabled flag (admin)"}, admin(handleUpdateUser(a)))
+		Summary: "Change a user's name, role or disabled flag (admin)"}, admin(handleUpdateUser(a, s.revokeUser)))
 	register(s, huma.Operation{OperationID: "delete-user", Method: "DELETE", Path: "/users/{id}", Tags: []string{"admin"},
-		Summary: "Delete a user (admin)", DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a)))
+		Summary: "Delete a user (admin)", DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a, s.revokeUser)))
 	register(s, huma.Operation{OperationID: "unblock-user", Method: "POST", Path: "/users/{id}/unblock", Tags: []string{"admin"},
 		Summary: "Lift the sign-in blocks on a user's account (admin)", DefaultStatus: http.StatusNoContent}, admin(handleUnblockUser(a)))
 

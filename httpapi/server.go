@@ -27,9 +27,19 @@ import (
 type Options struct {
 	Version      string
 	MaxBodyBytes int64
-	// Draining is cancelled when shutdown starts: open streams end with an
-	// error event then, while ordinary requests finish undisturbed.
+	// Draining is cancelled when the streams still open must end, a little
+	// before the shutdown deadline: they end with an error event then,
+	// while ordinary requests finish undisturbed.
 	Draining context.Context
+	// Stopping is cancelled when shutdown starts: from then on /readyz
+	// answers 503, so that load balancers send no more traffic, while
+	// requests are still served. Nil: never.
+	Stopping context.Context
+	// UserRevoked, if set, is called with a user's id after an admin
+	// disabled or deleted them, or they deleted themselves, once Chat has
+	// ended their model calls on this instance: run tells the other
+	// instances with it.
+	UserRevoked func(userID string)
 	// Keepalive is how long a stream may be silent before it gets a comment
 	// line, so proxies and browsers do not give up on a slow model. Zero
 	// means 15 s.
@@ -72,6 +82,9 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	}
 	if opts.Draining == nil {
 		opts.Draining = context.Background()
+	}
+	if opts.Stopping == nil {
+		opts.Stopping = context.Background()
 	}
 	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux}
 	api.UseMiddleware(s.refuseLargeBodies, s.authenticate)

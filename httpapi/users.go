@@ -33,9 +33,14 @@ func handleUpdateMe(a *auth.Service) func(context.Context, *updateMeInput) (*use
 	}
 }
 
-func handleDeleteMe(a *auth.Service) func(context.Context, *struct{}) (*struct{}, error) {
+func handleDeleteMe(a *auth.Service, revoke func(userID string)) func(context.Context, *struct{}) (*struct{}, error) {
 	return func(ctx context.Context, _ *struct{}) (*struct{}, error) {
-		return nil, a.DeleteUser(ctx, principal(ctx).User.ID)
+		id := principal(ctx).User.ID
+		if err := a.DeleteUser(ctx, id); err != nil {
+			return nil, err
+		}
+		revoke(id)
+		return nil, nil
 	}
 }
 
@@ -89,19 +94,39 @@ type updateUserInput struct {
 	}
 }
 
-func handleUpdateUser(a *auth.Service) func(context.Context, *updateUserInput) (*userOutput, error) {
+func handleUpdateUser(a *auth.Service, revoke func(userID string)) func(context.Context, *updateUserInput) (*userOutput, error) {
 	return func(ctx context.Context, in *updateUserInput) (*userOutput, error) {
 		u, err := a.UpdateUser(ctx, in.ID, auth.UserChange{Name: in.Body.Name, Role: in.Body.Role, Disabled: in.Body.Disabled})
 		if err != nil {
 			return nil, err
 		}
+		if u.Disabled {
+			revoke(u.ID)
+		}
 		return &userOutput{Body: newUserBody(u)}, nil
 	}
 }
 
-func handleDeleteUser(a *auth.Service) func(context.Context, *idInput) (*struct{}, error) {
+func handleDeleteUser(a *auth.Service, revoke func(userID string)) func(context.Context, *idInput) (*struct{}, error) {
 	return func(ctx context.Context, in *idInput) (*struct{}, error) {
-		return nil, a.DeleteUser(ctx, in.ID)
+		if err := a.DeleteUser(ctx, in.ID); err != nil {
+			return nil, err
+		}
+		revoke(in.ID)
+		return nil, nil
+	}
+}
+
+// revokeUser ends the model calls of a user who was disabled or deleted,
+// so that none runs on past the change: those on this instance at once,
+// those on others through Options.UserRevoked. The change itself is made
+// first, so that the user cannot start another call meanwhile.
+func (s *server) revokeUser(userID string) {
+	if s.svc.Chat != nil {
+		s.svc.Chat.CancelUser(userID)
+	}
+	if s.opts.UserRevoked != nil {
+		s.opts.UserRevoked(userID)
 	}
 }
 
