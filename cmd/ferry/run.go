@@ -73,6 +73,7 @@ Usage:
   ferry [serve] [--addr host:port]   run the server (the default)
   ferry migrate [--status]           apply database migrations and show them
   ferry user create --email E --password-stdin [--name N] [--admin]
+  ferry user unblock (--email E | --address A)
   ferry version
 
 Run "ferry COMMAND --help" for a command's flags; "ferry serve --help" lists every setting.
@@ -185,20 +186,15 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	var failures limit.Failures = limit.NewMemoryFailures(limit.DefaultPolicy, time.Now)
+	rdb, err := openRedis(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	authOpts := auth.ServiceOptions{RefreshTTL: cfg.RefreshTokenTTL}
-	var rdb *redis.Client
-	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
-		}
-		rdb = redis.NewClient(opts)
+	var failures limit.Failures
+	failures, authOpts.Registrations = limits(rdb)
+	if rdb != nil {
 		defer rdb.Close()
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
-		}
-		failures = limit.NewRedisFailures(rdb, "ferry:", limit.DefaultPolicy)
 		authOpts.Changed = func() {
 			if err := rdb.Publish(context.Background(), authChannel, "changed").Err(); err != nil {
 				log.Warn("telling other instances of a credential change", "error", err)
@@ -238,7 +234,8 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	// an error event instead of holding shutdown until its deadline.
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
-	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining},
+	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining,
+		TrustedProxies: cfg.TrustedProxies},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -312,6 +309,33 @@ func newRouter(cfg *config.Config) (*llm.Router, *ollama.Provider, error) {
 // changes.
 const authChannel = "ferry:auth:changed"
 
+// openRedis connects to REDIS_URL, or returns nil when it is not set.
+func openRedis(ctx context.Context, cfg *config.Config) (*redis.Client, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
+	}
+	return rdb, nil
+}
+
+// limits returns the counts of failed sign-ins and of registrations: in
+// Redis, shared by every instance, when there is one, else in this
+// process's memory.
+func limits(rdb *redis.Client) (failures, registrations limit.Failures) {
+	if rdb == nil {
+		return limit.NewMemoryFailures(limit.DefaultPolicy, time.Now), limit.NewMemoryFailures(auth.RegisterPolicy, time.Now)
+	}
+	return limit.NewRedisFailures(rdb, "ferry:", limit.DefaultPolicy), limit.NewRedisFailures(rdb, "ferry:register:", auth.RegisterPolicy)
+}
+
 // secretKey returns SECRET_KEY, or on SQLite a key generated once and kept in
 // the data directory so tokens survive restarts.
 func secretKey(cfg *config.Config) ([]byte, error) {
@@ -363,17 +387,31 @@ func migrate(ctx context.Context, args []string, env environment, stdout, stderr
 	return tw.Flush()
 }
 
+const userUsage = `Usage:
+  ferry user create --email E --password-stdin [--name N] [--admin]
+  ferry user unblock (--email E | --address A)
+`
+
 func user(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprint(stderr, "Usage: ferry user create --email E --password-stdin [--name N] [--admin]\n")
-		return errUsage
+	if len(args) > 0 {
+		switch args[0] {
+		case "create":
+			return userCreate(ctx, args[1:], env, stdin, stdout, stderr)
+		case "unblock":
+			return userUnblock(ctx, args[1:], env, stdout, stderr)
+		}
 	}
+	fmt.Fprint(stderr, userUsage)
+	return errUsage
+}
+
+func userCreate(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("user create", "ferry user create --email E --password-stdin [--name N] [--admin]", stderr, false)
 	email := fs.String("email", "", "the user's email (required)")
 	name := fs.String("name", "", "the user's display name")
 	isAdmin := fs.Bool("admin", false, "make the user an admin")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required, so it never sits in shell history)")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *email == "" || !*fromStdin {
@@ -417,6 +455,70 @@ func user(ctx context.Context, args []string, env environment, stdin io.Reader, 
 	}
 	fmt.Fprintf(stdout, "created %s %s (%s)\n", u.Role, u.Email, u.ID)
 	return nil
+}
+
+func userUnblock(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
+	fs := newFlags("user unblock", "ferry user unblock (--email E | --address A)", stderr, false)
+	email := fs.String("email", "", "lift the sign-in blocks on this user's account, from every address")
+	address := fs.String("address", "", "lift the sign-in and registration blocks on this client IP address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if (*email == "") == (*address == "") {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := loadConfig(env, "")
+	if err != nil {
+		return err
+	}
+	if cfg.RedisURL == "" {
+		// Without Redis the counts live in the server's memory, out of this
+		// process's reach.
+		return errors.New("without REDIS_URL, blocks are kept in the server's memory: lift them with POST /users/{id}/unblock as an admin, or restart the server")
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rdb, err := openRedis(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	failures, registrations := limits(rdb)
+	svc := auth.NewService(st, nil, failures, auth.ServiceOptions{Registrations: registrations})
+	if *address != "" {
+		if err := svc.UnblockAddress(ctx, *address); err != nil {
+			return publicError(err)
+		}
+		fmt.Fprintf(stdout, "unblocked address %s\n", *address)
+		return nil
+	}
+	e, err := auth.NormalizeEmail(*email)
+	if err != nil {
+		return publicError(err)
+	}
+	u, err := st.UserByEmail(ctx, e)
+	if err != nil {
+		return publicError(err)
+	}
+	if err := svc.UnblockUser(ctx, u.ID); err != nil {
+		return publicError(err)
+	}
+	fmt.Fprintf(stdout, "unblocked %s (%s)\n", u.Email, u.ID)
+	return nil
+}
+
+// publicError is err as a command prints it: a *ferry.Error's message
+// alone, without the wrapping meant for logs.
+func publicError(err error) error {
+	var fe *ferry.Error
+	if errors.As(err, &fe) {
+		return errors.New(fe.Message)
+	}
+	return err
 }
 
 func buildVersion() string {
