@@ -36,8 +36,13 @@ func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 			s.unauthorized(ctx, fe.Message)
 			return
 		}
-		huma.WriteErr(s.api, ctx, http.StatusInternalServerError, "internal error")
-		s.log.ErrorContext(ctx.Context(), "authenticate", "request_id", RequestID(ctx.Context()), "error", err)
+		// A database that cannot be reached is a 503 with Retry-After;
+		// anything else is logged and an internal error.
+		fe = s.public(ctx.Context(), err)
+		if fe.RetryAfter > 0 {
+			ctx.SetHeader("Retry-After", retryAfter(fe.RetryAfter))
+		}
+		huma.WriteErr(s.api, ctx, statusOf[fe.Code], fe.Message)
 		return
 	}
 	next(huma.WithContext(ctx, ferry.WithPrincipal(ctx.Context(), p)))

@@ -13,6 +13,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/store"
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -51,20 +52,37 @@ func (s *server) problem(ctx context.Context, err error) error {
 	return out
 }
 
-// public returns what the client may hear of err: the *ferry.Error in it,
-// or for anything else a plain Internal error, after logging the real one
-// with the request id.
+// public returns what the client may hear of err: the *ferry.Error in it;
+// an Unavailable one for a database that cannot be reached (see
+// store.Outage); or for anything else a plain Internal error, after
+// logging the real one with the request id. An Unavailable error always
+// says when to come back: defaultRetryAfter when nothing gave a time.
 func (s *server) public(ctx context.Context, err error) *ferry.Error {
 	var fe *ferry.Error
-	if !errors.As(err, &fe) || fe.Code == ferry.Internal {
+	if !errors.As(err, &fe) {
+		if fe = store.Outage(err); fe != nil {
+			s.log.ErrorContext(ctx, "database unavailable", "request_id", RequestID(ctx), "error", err)
+			return fe
+		}
+	}
+	if fe == nil || fe.Code == ferry.Internal {
 		s.log.ErrorContext(ctx, "internal error", "request_id", RequestID(ctx), "error", err)
 		return &ferry.Error{Code: ferry.Internal, Message: "internal error"}
 	}
 	if fe.Err != nil {
 		s.log.WarnContext(ctx, "request failed", "request_id", RequestID(ctx), "code", fe.Code, "error", fe.Err)
 	}
+	if fe.Code == ferry.Unavailable && fe.RetryAfter == 0 {
+		c := *fe
+		c.RetryAfter = defaultRetryAfter
+		fe = &c
+	}
 	return fe
 }
+
+// defaultRetryAfter is the Retry-After of a 503 when nothing (an upstream's
+// own header, the store) said how long to wait.
+const defaultRetryAfter = 5 * time.Second
 
 func detailsOf(fields map[string]string) []error {
 	details := fieldDetails(fields)

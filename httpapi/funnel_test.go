@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/llm/llmtest"
+	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/storetest"
 )
 
@@ -244,20 +246,37 @@ func TestKeepaliveBeforeAFailure(t *testing.T) {
 // TestFailedSaveReachesTheClient checks that a turn whose rows cannot be
 // written is not answered as if they were: the client gets an error (an
 // error event before done, or a 5xx), never a message_id that points at
-// nothing. PostgreSQL refuses a NUL character in text, which makes the
-// write fail for certain.
+// nothing. A check constraint the test adds on PostgreSQL refuses the
+// message "poison", which makes the write fail for certain.
 func TestFailedSaveReachesTheClient(t *testing.T) {
 	t.Parallel()
 	if storetest.PostgresURL(t) == "" {
 		t.Skip("FERRY_TEST_DATABASE_URL not set: the failing write needs PostgreSQL")
 	}
-	g := newGateway(t, gatewayOptions{engine: "postgres"})
-	resp := g.send(t, t.Context(), "POST", "/ai/chat", g.key, map[string]any{"message": "hi\u0000there", "model": "claude-sonnet-4-6"})
+	db := storetest.Database(t, "postgres")
+	st, err := store.Open(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("pgx", db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')`); err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(t, gatewayOptions{engine: "postgres", store: st})
+	resp := g.send(t, t.Context(), "POST", "/ai/chat", g.key, map[string]any{"message": "poison", "model": "claude-sonnet-4-6"})
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "could not be saved") {
 		t.Errorf("/ai/chat: status %d: %s; want 503 saying it was not saved", resp.StatusCode, body)
 	}
-	resp = g.send(t, t.Context(), "POST", "/ai/chat/stream", g.key, map[string]any{"message": "hi\u0000there", "model": "claude-sonnet-4-6"})
+	resp = g.send(t, t.Context(), "POST", "/ai/chat/stream", g.key, map[string]any{"message": "poison", "model": "claude-sonnet-4-6"})
 	var errs, dones int
 	readEvents(t, resp.Body, func(ev sseEvent) bool {
 		if ev.data["error"] != nil {

@@ -53,6 +53,9 @@ type gatewayOptions struct {
 	keepalive time.Duration // httpapi.Options.Keepalive; zero: the default
 	admit     chat.Admit    // chat.Options.Admit
 	observe   chat.Observer // one of chat.Options.Observers
+	idle      time.Duration // chat.Options.UpstreamIdleTimeout; zero: the default
+	bodyRead  time.Duration // httpapi.Options.BodyReadTimeout; zero: the default
+	store     *store.Store  // the database; nil: a fresh one of engine
 }
 
 func newGateway(t *testing.T, opt gatewayOptions) *gateway {
@@ -67,7 +70,10 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	if opt.ollamaURL == "" {
 		opt.ollamaURL = fake.OllamaURL()
 	}
-	st := storetest.Open(t, opt.engine)
+	st := opt.store
+	if st == nil {
+		st = storetest.Open(t, opt.engine)
+	}
 	secret := make([]byte, auth.MinSecretKeyLen)
 	rand.Read(secret)
 	tokens, err := auth.NewTokens(secret)
@@ -97,7 +103,8 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	draining, drain := context.WithCancel(context.Background())
 	t.Cleanup(drain)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive},
+	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive,
+		BodyReadTimeout: opt.bodyRead},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: newChat(st, router, opt), LLM: router,
 			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc})})
 	srv := httptest.NewServer(h)
@@ -125,7 +132,8 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 }
 
 func newChat(st *store.Store, router *llm.Router, opt gatewayOptions) *chat.Service {
-	o := chat.Options{SystemPrompt: "be brief", ContextTokens: 1000, UpstreamTimeout: opt.timeout, Admit: opt.admit}
+	o := chat.Options{SystemPrompt: "be brief", ContextTokens: 1000, UpstreamTimeout: opt.timeout, UpstreamIdleTimeout: opt.idle,
+		Admit: opt.admit}
 	if opt.observe != nil {
 		o.Observers = []chat.Observer{opt.observe}
 	}

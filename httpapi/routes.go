@@ -107,13 +107,17 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, ollamaTagsOperation(), handleOllamaTags(s.svc.Ollama))
 }
 
-// register adds op to the API with the server's body limit, requiring a
-// signed-in caller unless op is public, and routes every error the handler
-// returns through problem, so no error reaches the client unmapped; the
-// operation's error shape (withErrors) words it.
+// register adds op to the API with the server's body limit and body read
+// timeout, requiring a signed-in caller unless op is public, and routes
+// every error the handler returns through problem, so no error reaches the
+// client unmapped; the operation's error shape (withErrors) words it.
 func register[I, O any](s *server, op huma.Operation, h func(context.Context, *I) (*O, error)) {
 	if op.MaxBodyBytes == 0 {
 		op.MaxBodyBytes = s.opts.MaxBodyBytes
+	}
+	if op.BodyReadTimeout == 0 {
+		// huma's own default is 5 s, and only for typed bodies.
+		op.BodyReadTimeout = s.opts.BodyReadTimeout
 	}
 	if !public[op.OperationID] {
 		op.Security = authenticated

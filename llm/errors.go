@@ -174,8 +174,11 @@ func isTimeout(err error) bool {
 		(errors.As(err, &ne) && ne.Timeout())
 }
 
+// clip readies an upstream's message for a client and the database:
+// trimmed, without NUL characters (which PostgreSQL cannot store), and cut
+// to maxMessage bytes on a character boundary.
 func clip(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\x00", ""))
 	if len(s) <= maxMessage {
 		return s
 	}

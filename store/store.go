@@ -8,8 +8,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,6 +167,50 @@ func isUnique(err error) bool {
 	var lite *sqlite.Error
 	if errors.As(err, &lite) {
 		return lite.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || lite.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// OutageRetryAfter is how long a client is told to wait when the database
+// cannot be reached.
+const OutageRetryAfter = 5 * time.Second
+
+// Outage returns an Unavailable error (with RetryAfter) wrapping err when
+// err says the database cannot be reached just now, so that a client hears
+// 503 and when to come back rather than 500: a refused, lost or broken
+// connection, a PostgreSQL server that is shutting down, starting up or
+// out of connections, SQLite busy past its timeout or unable to open its
+// file, or a closed Store. For any other error, nil included, it returns
+// nil.
+func Outage(err error) *ferry.Error {
+	if err == nil || !outage(err) {
+		return nil
+	}
+	return &ferry.Error{Code: ferry.Unavailable, Message: "the database cannot be reached; try again shortly",
+		RetryAfter: OutageRetryAfter, Err: err}
+}
+
+func outage(err error) bool {
+	if errors.Is(err, ErrClosed) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "sql: database is closed") {
+		// database/sql does not export its error for a closed *sql.DB.
+		return true
+	}
+	var connect *pgconn.ConnectError
+	if errors.As(err, &connect) {
+		return true
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		// connection exception; admin or crash shutdown, cannot connect
+		// now; too many connections
+		return strings.HasPrefix(pg.Code, "08") || pg.Code == "57P01" || pg.Code == "57P02" ||
+			pg.Code == "57P03" || pg.Code == "53300"
+	}
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		c := lite.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED || c == sqlite3.SQLITE_CANTOPEN
 	}
 	return false
 }
