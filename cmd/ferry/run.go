@@ -230,11 +230,39 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: cfg.SystemPrompt, ContextTokens: cfg.ContextTokens,
 		UpstreamTimeout: cfg.UpstreamTimeout, Log: log})
 
-	// draining ends open streams when shutdown starts, so they finish with
-	// an error event instead of holding shutdown until its deadline.
+	// Answers that a process which died (kill -9, a crash) left streaming
+	// are marked interrupted, now and while this one runs; those of other
+	// instances alive on the same database are written often, and stay.
+	if n, err := chatSvc.MarkInterrupted(ctx); err != nil {
+		log.Warn("marking interrupted answers", "error", err)
+	} else if n > 0 {
+		log.Info("marked answers interrupted", "count", n)
+	}
+	maintained, stopMaintaining := context.WithCancel(context.Background())
+	maintainDone := make(chan struct{})
+	go func() {
+		defer close(maintainDone)
+		chatSvc.Maintain(maintained)
+	}()
+	defer func() { // before the store closes
+		stopMaintaining()
+		<-maintainDone
+	}()
+	var userRevoked func(string)
+	if rdb != nil {
+		var stop func()
+		userRevoked, stop = shareUserRevocations(ctx, rdb, chatSvc, log)
+		defer stop()
+	}
+
+	// stopping is cancelled when shutdown starts (/readyz answers 503);
+	// draining when the streams still open must end (see shutdown).
+	stopping, markStopping := context.WithCancel(context.Background())
+	defer markStopping()
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining,
+		Stopping: stopping, UserRevoked: userRevoked,
 		TrustedProxies: cfg.TrustedProxies},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider})
 
@@ -242,13 +270,13 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	handlers := &inflight{}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           handlers.track(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(drain)
 	log.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.Driver, "version", buildVersion())
 
 	served := make(chan error, 1)
@@ -258,17 +286,7 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		// Past the deadline: cut what is left. Streams were told to end when
-		// draining began, and their turns are saved regardless, so this is
-		// still an orderly stop.
-		log.Warn("shutdown deadline passed; closing remaining connections", "error", err)
-		srv.Close()
-	}
-	log.Info("stopped")
+	shutdown(log, cfg, srv, served, handlers, chatSvc, markStopping, drain)
 	return nil
 }
 

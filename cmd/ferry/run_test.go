@@ -44,9 +44,10 @@ func (f fakeEnv) environment() environment {
 // testSecretKey is SECRET_KEY where a test sets one.
 const testSecretKey = "e2e-secret-key-canary-0123456789abcdef"
 
-// sqliteEnv is a fresh data directory and nothing else.
+// sqliteEnv is a fresh data directory, and no shutdown grace: no load
+// balancer watches these instances' /readyz, and most tests stop theirs.
 func sqliteEnv(t testing.TB) fakeEnv {
-	return fakeEnv{vars: map[string]string{"FERRY_DATA_DIR": t.TempDir()}}
+	return fakeEnv{vars: map[string]string{"FERRY_DATA_DIR": t.TempDir(), "FERRY_SHUTDOWN_GRACE": "0s"}}
 }
 
 // engineEnv returns the settings for a fresh database of the engine. On
