@@ -146,7 +146,8 @@ func (r *report) markdown() string {
 		"(concurrency 1, an extra run after the measured ones) and heap and goroutine profiles with the streams open, " +
 		"from a Ferry built with a pprof listener overlaid (`go build -overlay`; the tree is untouched); " +
 		"`go test ./bench -run '^$' -bench . -benchtime 2000x` times the pieces of a chat request one by one " +
-		"(API-key check, the chat funnel's turn, the provider clients against plain HTTP).\n\n")
+		"(API-key check, the chat funnel's turn, the provider clients against plain HTTP), and `-bench BenchmarkStream` whole streamed requests "+
+		"through Ferry's handler in process, with the allocations each one makes.\n\n")
 	return b.String()
 }
 
@@ -291,7 +292,10 @@ func (r *report) memoryTable(p printf) {
 			"the stacks allocated are larger (see `-profile`). "+
 			"Then every client leaves: the server must end each upstream request and keep serving. "+
 			"Ferry's idle figure still holds pages of the Argon2id hashing done at start (the admin at start and the login, 19 MiB each) that Go has not yet returned to the kernel, "+
-			"so *per stream* ((open − idle) / opened) is a slight underestimate; the peak (HWM) includes that hashing too.\n\n", r.warmup, r.memDelay)
+			"so *per stream* ((open − idle) / opened) is a slight underestimate; the peak (HWM) includes that hashing too. "+
+			"Resident memory counts only pages a process has written: the bare proxy's largest object per stream, the 32 KB copy buffer of an "+
+			"`httputil.ReverseProxy` without a `BufferPool`, is mostly never touched, while Ferry's heap is small objects in pages it has written, "+
+			"and grows towards its goal (twice the live heap at the default GOGC) with the garbage of the requests that opened the streams.\n\n", r.warmup, r.memDelay)
 		p("| Server | Opened | Ramp | RSS idle | RSS open | Per stream | Live heap | Heap goal | Stacks in use | Peak (HWM) | RSS after | Upstream requests ended | Healthy after |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, mr := range r.memory {
