@@ -146,7 +146,7 @@ func (r *report) markdown() string {
 		"(concurrency 1, an extra run after the measured ones) and heap and goroutine profiles with the streams open, " +
 		"from a Ferry built with a pprof listener overlaid (`go build -overlay`; the tree is untouched); " +
 		"`go test ./bench -run '^$' -bench . -benchtime 2000x` times the pieces of a chat request one by one " +
-		"(API-key check, the chat funnel's turn, the provider clients against plain HTTP), and `-bench BenchmarkStream` whole streamed requests "+
+		"(API-key check, the chat funnel's turn, the provider clients against plain HTTP), and `-bench BenchmarkStream` whole streamed requests " +
 		"through Ferry's handler in process, with the allocations each one makes.\n\n")
 	return b.String()
 }
