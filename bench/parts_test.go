@@ -33,7 +33,7 @@ import (
 //	go test ./bench -run '^$' -bench . -benchtime 2000x
 //
 // They use the production constructors and settings (SQLite as store.Open
-// configures it, the SDK adapters, the auth cache) against the same fake
+// configures it, the provider clients, the auth cache) against the same fake
 // upstream.
 
 // parts are Ferry's services, built as cmd/ferry builds them, on a fresh
@@ -156,9 +156,9 @@ func BenchmarkSave(b *testing.B) {
 }
 
 // BenchmarkUpstream reads the fake's 100-delta answer with a plain HTTP
-// client (raw) and through the SDK adapter Ferry uses (sdk), reporting the
+// client (raw) and through the provider client Ferry uses (client), reporting the
 // mean time to the first delta and to the end. The difference is what the
-// SDK adds before Ferry writes a byte.
+// client adds before Ferry writes a byte.
 func BenchmarkUpstream(b *testing.B) {
 	for _, tc := range []struct {
 		name, path, body string
@@ -206,7 +206,7 @@ func BenchmarkUpstream(b *testing.B) {
 			}
 			reportLatency(b, first, last)
 		})
-		b.Run(tc.name+"/sdk", func(b *testing.B) {
+		b.Run(tc.name+"/client", func(b *testing.B) {
 			ps := newParts(b)
 			p := tc.provider(ps)
 			req := llm.Request{Model: tc.model, System: config.SeedSystemPrompt, Messages: []llm.Message{llm.TextMessage("user", prompt)}}
@@ -233,7 +233,7 @@ func BenchmarkUpstream(b *testing.B) {
 }
 
 // BenchmarkTurn is a whole /ai/chat/stream turn without HTTP in front:
-// Prepare, the SDK stream of 100 deltas, and the saves.
+// Prepare, the provider stream of 100 deltas, and the saves.
 func BenchmarkTurn(b *testing.B) {
 	ps := newParts(b)
 	ctx := context.Background()
