@@ -109,8 +109,8 @@ type server struct {
 // ServeHTTP is every request's way in, in one function rather than a
 // chain of nested middleware, so that a parked stream's goroutine keeps a
 // shallow stack: it sets the request id, bounds the time the body may take
-// to arrive, recovers panics, answers unknown routes and methods in JSON,
-// and writes the access log line.
+// to arrive (Options.BodyReadTimeout), recovers panics, answers unknown
+// routes and methods in JSON, and writes the access log line.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-ID")
@@ -122,7 +122,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-ID", id)
 	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = newDeadlineBody(w, r.Body, s.opts.BodyReadTimeout)
+		// The body must arrive in time. A slow client is cut off: with 408
+		// when a handler is reading, else the connection closes after the
+		// answer, when net/http reads what the handler left unread (an
+		// unauthenticated request's body, say). net/http clears the
+		// deadline itself once the body has been read to its end (it
+		// starts its background read then), so a long stream is not cut
+		// off. huma.SetReadDeadline, unlike http.ResponseController, costs
+		// no allocation; httptest's recorder takes no deadline.
+		huma.SetReadDeadline(w, time.Now().Add(s.opts.BodyReadTimeout))
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
@@ -258,38 +266,6 @@ func (s *server) fallback(w http.ResponseWriter, r *http.Request, h http.Handler
 	w.Header().Set("Content-Type", shape.contentType())
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(shape.body(status, fe))
-}
-
-// deadlineBody is a request body the client must send within a time: a
-// read deadline on the connection, set when the request starts and
-// cleared when the body has been read to its end. A slow client is cut
-// off (408 when a handler is reading, else the connection closes), and so
-// is net/http's read of what a handler left unread after answering, such
-// as an unauthenticated request's body. Left in place, the deadline would
-// end a long stream: net/http reads on in the background once the body is
-// done, and a read that times out cancels the request's context.
-type deadlineBody struct {
-	io.ReadCloser
-	rc *http.ResponseController
-}
-
-// newDeadlineBody returns body bounded by d, or body itself when w cannot
-// take a deadline (httptest's recorder).
-func newDeadlineBody(w http.ResponseWriter, body io.ReadCloser, d time.Duration) io.ReadCloser {
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(d)) != nil {
-		return body
-	}
-	return &deadlineBody{ReadCloser: body, rc: rc}
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && b.rc != nil {
-		b.rc.SetReadDeadline(time.Time{})
-		b.rc = nil
-	}
-	return n, err
 }
 
 type headerRecorder struct {
