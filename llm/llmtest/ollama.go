@@ -61,6 +61,20 @@ func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, chat bool)
 	case q.Model == "":
 		ollamaError(w, 400, "model is required")
 	case q.Stream != nil && !*q.Stream:
+		// An answer in one piece takes as long as the stream would.
+		st := &stream{r: r, quit: s.quit, p: p}
+		for range p.Deltas {
+			if !st.pause(p.Delay) {
+				if st.timer != nil {
+					st.timer.Stop()
+				}
+				s.end(rec, r.Context().Err() != nil)
+				return
+			}
+		}
+		if st.timer != nil {
+			st.timer.Stop()
+		}
 		last := newOllamaWire(p, chat, &q).final(len(p.Deltas), p.text())
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = w.Write(last)

@@ -54,7 +54,9 @@ type Script struct {
 	// Deltas(100).
 	Deltas []string
 	// Delay is the pause before each delta, for slow-model scenarios and
-	// benchmarks. A client that leaves during the pause is noticed at once.
+	// benchmarks; an answer in one piece (Ollama's "stream": false) comes
+	// after all of them. A client that leaves during the pause is noticed
+	// at once.
 	Delay time.Duration
 	// StopReason overrides the provider's normal one ("end_turn" for
 	// Anthropic, "stop" for OpenAI and Ollama).
