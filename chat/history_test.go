@@ -64,3 +64,32 @@ func TestTitle(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryKeepsCutOffAnswers checks that an answer cut off before its
+// end (by a restart, a crash, a failure, or still being written) is sent
+// with the text it holds, so the model sees what it said and the user's
+// messages around it do not follow each other; only an answer without
+// text is left out.
+func TestHistoryKeepsCutOffAnswers(t *testing.T) {
+	earlier := []*ferry.Message{
+		msg(ferry.RoleUserMsg, "q1", ferry.StatusComplete),
+		msg(ferry.RoleAssistant, "half an answer", ferry.StatusInterrupted),
+		msg(ferry.RoleUserMsg, "q2", ferry.StatusComplete),
+		msg(ferry.RoleAssistant, "being written", ferry.StatusStreaming),
+		msg(ferry.RoleUserMsg, "q3", ferry.StatusComplete),
+		msg(ferry.RoleAssistant, "", ferry.StatusFailed),
+		msg(ferry.RoleUserMsg, "q4", ferry.StatusComplete),
+		msg(ferry.RoleAssistant, "cut off by an error", ferry.StatusFailed),
+		msg(ferry.RoleUserMsg, "q5", ferry.StatusComplete),
+		msg(ferry.RoleAssistant, "stopped", ferry.StatusCancelled),
+	}
+	var contents []string
+	for _, m := range History(earlier, "now", 1000) {
+		contents = append(contents, m.Role+":"+m.Text())
+	}
+	want := []string{"user:q1", "assistant:half an answer", "user:q2", "assistant:being written", "user:q3",
+		"user:q4", "assistant:cut off by an error", "user:q5", "assistant:stopped", "user:now"}
+	if strings.Join(contents, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q\nwant %q", contents, want)
+	}
+}
