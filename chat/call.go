@@ -212,7 +212,9 @@ func (c *Call) finish(ctx context.Context, res *Result, err error) {
 			if p == nil {
 				continue
 			}
-			if err := p.Wait(wctx); err != nil {
+			// An answer whose conversation was deleted meanwhile (its user
+			// too, perhaps) is not there to finish: nothing is lost.
+			if err := p.Wait(wctx); err != nil && !(p == answer && ferry.ErrorCode(err) == ferry.NotFound) {
 				c.svc.opts.Log.ErrorContext(ctx, "saving a model call", "endpoint", c.Endpoint, "error", err)
 			}
 		}
