@@ -220,7 +220,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 			done.Usage.OutputTokens = u.OutputTokens
 		case "content_block_delta":
 			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
-				if err := fn(llm.Delta{Text: ev.Delta.Text}); err != nil {
+				if err := fn(llm.Delta{Text: ev.Delta.Text, More: er.Buffered()}); err != nil {
 					return err
 				}
 			}

@@ -197,7 +197,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		}
 		ch := c.Choices[0]
 		if ch.Delta.Content != "" {
-			if err := fn(llm.Delta{Text: ch.Delta.Content}); err != nil {
+			if err := fn(llm.Delta{Text: ch.Delta.Content, More: er.Buffered()}); err != nil {
 				return err
 			}
 		}
