@@ -103,8 +103,11 @@ func (d *seedDialect) text(b []byte, delta llm.Delta, first bool) []byte {
 	if first {
 		b = d.open(b)
 	}
-	return d.sse.event(b, textEvent{Text: delta.Text})
+	return seedText.data(d.sse.nextID(b), delta.Text)
 }
+
+// seedText is the frame of a {"text"} event.
+var seedText = newTextFrame(textEvent{}, `"text":`)
 
 func (d *seedDialect) fail(b []byte, fe *ferry.Error, started bool) []byte {
 	if !started {

@@ -345,8 +345,9 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 // data: [DONE]. A failure after the first chunk is a data: {"error": …}
 // event before [DONE].
 type chunkDialect struct {
-	c   *completion
-	sse sseFrames
+	c     *completion
+	sse   sseFrames
+	frame textFrame // a delta's chunk, made with the first
 }
 
 func (d *chunkDialect) header(h http.Header) { setSSEHeaders(h) }
@@ -362,8 +363,10 @@ func (d *chunkDialect) open(b []byte) []byte {
 func (d *chunkDialect) text(b []byte, delta llm.Delta, first bool) []byte {
 	if first {
 		b = d.open(b)
+		empty := ""
+		d.frame = newTextFrame(d.c.chunk(chunkDelta{Content: &empty}, nil), `"content":`)
 	}
-	return d.sse.data(b, d.c.chunk(chunkDelta{Content: &delta.Text}, nil))
+	return d.frame.data(b, delta.Text)
 }
 
 func (d *chunkDialect) fail(b []byte, fe *ferry.Error, _ bool) []byte {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
@@ -235,11 +236,15 @@ func (f *sseFrames) data(b []byte, v any) []byte {
 // event appends v as one event with the next id line, so that a client can
 // say where it got to.
 func (f *sseFrames) event(b []byte, v any) []byte {
+	return f.data(f.nextID(b), v)
+}
+
+// nextID appends the next event's id line.
+func (f *sseFrames) nextID(b []byte) []byte {
 	f.lastID++
 	b = append(b, "id: "...)
 	b = strconv.AppendInt(b, int64(f.lastID), 10)
-	b = append(b, '\n')
-	return f.data(b, v)
+	return append(b, '\n')
 }
 
 // named appends v as an event with an event: line, as Anthropic's stream
@@ -249,4 +254,89 @@ func (f *sseFrames) named(b []byte, name string, v any) []byte {
 	b = append(b, name...)
 	b = append(b, '\n')
 	return f.data(b, v)
+}
+
+// textFrame is an event whose data is fixed JSON around one text value,
+// split where the text goes, so that a delta's frame is two appends and a
+// quoted string instead of a reflective encode: a stream sends hundreds.
+type textFrame struct {
+	prefix, suffix []byte
+}
+
+// newTextFrame encodes v, whose only empty string field set to "" is where
+// the text goes (marker must be that field's key with its quotes and
+// colon, as in `"text":`), and splits it there.
+func newTextFrame(v any, marker string) textFrame {
+	b, _ := json.Marshal(v)
+	i := bytes.Index(b, []byte(marker+`""`))
+	if i < 0 {
+		panic("textFrame: " + marker + ` "" not in ` + string(b))
+	}
+	cut := i + len(marker)
+	return textFrame{prefix: append([]byte(nil), b[:cut]...), suffix: append([]byte(nil), b[cut+2:]...)}
+}
+
+// data appends one event's data line with text in place.
+func (f textFrame) data(b []byte, text string) []byte {
+	b = append(b, "data: "...)
+	b = append(b, f.prefix...)
+	b = appendJSONString(b, text)
+	b = append(b, f.suffix...)
+	return append(b, '\n', '\n')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// with HTML escaping off: quotes, backslashes and control characters
+// escaped, invalid UTF-8 as U+FFFD, and U+2028 and U+2029 escaped so the
+// line is safe for JavaScript too.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

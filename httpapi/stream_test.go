@@ -150,3 +150,25 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 var _ io.Writer = (*countingWriter)(nil)
+
+// TestTextFramesMatchEncodingJSON checks the fast text frames against
+// encoding/json, which clients already parse, on text that needs every
+// kind of escape.
+func TestTextFramesMatchEncodingJSON(t *testing.T) {
+	texts := []string{"", "plain", "第一行\n第二行", "\"quoted\" \\ back", "data: {\"done\": true}\n\n", "tab\tcr\r\x00\x1f\x7f",
+		"bad \xff utf8 \xc3", "line\u2028sep\u2029", "<html> & 'amp'", "emoji 🚀 and é"}
+	empty := ""
+	c := &completion{id: "chatcmpl-x", created: 17, model: `weird "model"`}
+	chunk := newTextFrame(c.chunk(chunkDelta{Content: &empty}, nil), `"content":`)
+	for _, text := range texts {
+		var f sseFrames
+		want := string(f.data(nil, textEvent{Text: text}))
+		if got := string(seedText.data(nil, text)); got != want {
+			t.Errorf("seed %q:\n got %q\nwant %q", text, got, want)
+		}
+		want = string(f.data(nil, c.chunk(chunkDelta{Content: &text}, nil)))
+		if got := string(chunk.data(nil, text)); got != want {
+			t.Errorf("chunk %q:\n got %q\nwant %q", text, got, want)
+		}
+	}
+}
