@@ -41,7 +41,9 @@ func NewEventReader(r io.Reader) *EventReader { return NewEventReaderSize(r, Def
 // NewEventReaderSize returns an EventReader of r that allows events of up to
 // maxEvent bytes.
 func NewEventReaderSize(r io.Reader, maxEvent int) *EventReader {
-	return &EventReader{r: bufio.NewReaderSize(r, 4<<10), max: maxEvent}
+	// A provider's events are a few hundred bytes; the reader grows past
+	// the buffer for a longer line, so thousands of open streams stay cheap.
+	return &EventReader{r: bufio.NewReaderSize(r, 2<<10), max: maxEvent}
 }
 
 // Next returns the next event's name (empty when the event has none) and

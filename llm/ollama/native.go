@@ -95,9 +95,9 @@ func (p *Provider) Forward(ctx context.Context, n *Native, fn func(b []byte) err
 		return final, err
 	}
 	defer resp.Body.Close()
-	// A line of Ollama's stream is a token and some metadata, well under
-	// 4 KiB; a larger buffer only costs memory per open stream.
-	buf := make([]byte, 4<<10)
+	// A line of Ollama's stream is a token and some metadata, a few hundred
+	// bytes; a larger buffer only costs memory per open stream.
+	buf := make([]byte, 2<<10)
 	var pending []byte // a line begun but not ended, when it spans reads
 	t := tally{up: p.up}
 	for {

@@ -114,9 +114,9 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 	}
 	defer resp.Body.Close()
 
-	// The default 4 KB buffer fits the usual line; readLine grows past it
+	// A 2 KB buffer fits the usual line; readLine grows past it
 	// for the rare long one, so thousands of open streams stay cheap.
-	r := bufio.NewReader(resp.Body)
+	r := bufio.NewReaderSize(resp.Body, 2<<10)
 	for {
 		line, readErr := readLine(r)
 		if line = bytes.TrimSpace(line); len(line) > 0 {
