@@ -29,6 +29,11 @@ const (
 	// maxBatchOps bounds one transaction; a Submit group larger than this
 	// still commits whole, alone.
 	maxBatchOps = 256
+	// linger is how long a short queue waits for company before it is
+	// committed: a call's answer and usage entry, or several calls ending
+	// together, then share one commit instead of paying one each. Sync
+	// and Close cut it short.
+	linger = 500 * time.Microsecond
 	// maxAttempts is how often a transaction that failed for a transient
 	// reason (SQLITE_BUSY, a lost connection, a serialization failure) is
 	// tried before its groups fail.
@@ -47,7 +52,8 @@ var ErrClosed = errors.New("store: closed")
 // Pending is a submitted group of writes on its way to the database.
 type Pending struct {
 	done chan struct{}
-	err  error // set before done is closed
+	err  error   // set before done is closed
+	w    *writer // to hasten while someone waits; nil when done at once
 }
 
 func (p *Pending) complete(err error) {
@@ -66,6 +72,7 @@ func (p *Pending) Wait(ctx context.Context) error {
 		return p.err
 	default:
 	}
+	p.w.hasten()
 	select {
 	case <-p.done:
 		return p.err
@@ -95,6 +102,7 @@ type writer struct {
 	closed bool
 
 	wake    chan struct{} // a token when the queue may have grown
+	hurry   chan struct{} // a token when someone waits: stop lingering
 	stopped chan struct{} // closed when the goroutine has drained and exited
 
 	// Used by the writer goroutine only, on SQLite; prepared on its first
@@ -105,7 +113,7 @@ type writer struct {
 }
 
 func newWriter(db *sql.DB, driver string) *writer {
-	w := &writer{db: db, pg: driver == "postgres", wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	w := &writer{db: db, pg: driver == "postgres", wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -136,6 +144,7 @@ func (s *Store) Submit(ops ...Op) *Pending {
 		return p
 	}
 	// The caller may reuse its slice once Submit returns.
+	p.w = w
 	w.queue = append(w.queue, &group{ops: slices.Clone(ops), p: p})
 	w.last = p
 	w.mu.Unlock()
@@ -164,6 +173,7 @@ func (s *Store) Sync(ctx context.Context) error {
 		return nil
 	default:
 	}
+	s.w.hasten()
 	select {
 	case <-p.done:
 		return nil
@@ -198,7 +208,16 @@ func (w *writer) close() {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	w.hasten()
 	<-w.stopped
+}
+
+// hasten ends the writer's linger: someone is waiting for the queue.
+func (w *writer) hasten() {
+	select {
+	case w.hurry <- struct{}{}:
+	default:
+	}
 }
 
 // run commits batches until the writer is closed and its queue empty.
@@ -226,6 +245,16 @@ func (w *writer) next() ([]*group, bool) {
 		}
 		w.mu.Unlock()
 		<-w.wake
+		w.mu.Lock()
+	}
+	if !w.closed && len(w.queue) < 8 {
+		w.mu.Unlock()
+		t := time.NewTimer(linger)
+		select {
+		case <-t.C:
+		case <-w.hurry:
+		}
+		t.Stop()
 		w.mu.Lock()
 	}
 	n, ops := 0, 0
