@@ -205,6 +205,14 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		if string(name) == "ping" {
 			continue
 		}
+		if text, ok := textDelta(data); ok {
+			if text != "" {
+				if err := fn(llm.Delta{Text: text, More: er.Buffered()}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		var ev event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return p.up.EventError("sent an event that is not JSON", err)
@@ -336,4 +344,28 @@ func (p *Provider) send(ctx context.Context, method, path string, body []byte) (
 	}
 	cause := fmt.Errorf("anthropic: %s %s: status %d", method, path, resp.StatusCode)
 	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+}
+
+// textDelta reads a text delta written as the API writes one,
+// {"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}},
+// without a reflective decode: a stream is mostly these. ok is false for
+// any other event, or any other spelling, which Stream then decodes in
+// full.
+func textDelta(data []byte) (text string, ok bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"type":"content_block_delta","index":`))
+	if !ok {
+		return "", false
+	}
+	i := 0
+	for i < len(rest) && '0' <= rest[i] && rest[i] <= '9' {
+		i++
+	}
+	if rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"delta":{"type":"text_delta","text":`)); i == 0 || !ok {
+		return "", false
+	}
+	text, rest, ok = llm.CutJSONString(rest)
+	if !ok || string(bytes.TrimSpace(rest)) != "}}" {
+		return "", false
+	}
+	return text, true
 }
