@@ -118,16 +118,18 @@ func newStreamWriter(w http.ResponseWriter, d dialect, interval time.Duration) *
 
 // text writes one delta. A delta the upstream has already sent more after
 // (d.More) waits in the buffer, so a burst leaves in one write; the last
-// one of a burst is written and flushed at once.
+// one of a burst is written and flushed at once, and so is the first
+// delta of all, since the time to the first token is what a user feels.
 func (sw *streamWriter) text(d llm.Delta) error {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	if sw.err != nil {
 		return sw.err
 	}
-	sw.buf = sw.d.text(sw.buf, d, !sw.texts)
+	first := !sw.texts
+	sw.buf = sw.d.text(sw.buf, d, first)
 	sw.texts = true
-	if d.More && len(sw.buf) < 16<<10 {
+	if d.More && !first && len(sw.buf) < 16<<10 {
 		return nil
 	}
 	return sw.flush()

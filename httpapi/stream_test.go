@@ -120,21 +120,25 @@ func TestDialectsEndEveryStream(t *testing.T) {
 	}
 }
 
-// TestBurstLeavesInOneWrite checks the coalescing: deltas marked More wait
-// for the one that ends the burst, then leave in one write.
+// TestBurstLeavesInOneWrite checks the coalescing: the first delta leaves
+// at once; after it, deltas marked More wait for the one that ends the
+// burst, then leave in one write.
 func TestBurstLeavesInOneWrite(t *testing.T) {
 	cw := &countingWriter{ResponseRecorder: httptest.NewRecorder()}
 	sw := newStreamWriter(cw, ndjsonDialect{stream: true}, 0)
-	for _, d := range []llm.Delta{{Text: "1\n", More: true}, {Text: "2\n", More: true}, {Text: "3\n"}} {
+	for _, d := range []llm.Delta{{Text: "0\n", More: true}, {Text: "1\n", More: true}, {Text: "2\n", More: true}, {Text: "3\n"}} {
 		if err := sw.text(d); err != nil {
 			t.Fatal(err)
 		}
+		if cw.writes == 0 {
+			t.Fatal("the first delta was held back; it should leave at once")
+		}
 	}
-	if cw.writes != 1 || cw.Body.String() != "1\n2\n3\n" {
-		t.Errorf("%d writes of %q; want one write of the burst", cw.writes, cw.Body.String())
+	if cw.writes != 2 || cw.Body.String() != "0\n1\n2\n3\n" {
+		t.Errorf("%d writes of %q; want the first delta, then one write of the burst", cw.writes, cw.Body.String())
 	}
 	sw.text(llm.Delta{Text: "4\n"})
-	if cw.writes != 2 {
+	if cw.writes != 3 {
 		t.Errorf("a lone delta took %d writes in all; want it written at once", cw.writes)
 	}
 }
