@@ -228,7 +228,7 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		return err
 	}
 	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: cfg.SystemPrompt, ContextTokens: cfg.ContextTokens,
-		UpstreamTimeout: cfg.UpstreamTimeout, Log: log})
+		UpstreamTimeout: cfg.UpstreamTimeout, UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, Log: log})
 
 	// Answers that a process which died (kill -9, a crash) left streaming
 	// are marked interrupted, now and while this one runs; those of other
@@ -261,7 +261,8 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	defer markStopping()
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
-	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes, Draining: draining,
+	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes,
+		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
 		Stopping: stopping, UserRevoked: userRevoked,
 		TrustedProxies: cfg.TrustedProxies},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider})
@@ -295,16 +296,18 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 // returns the Ollama provider too, for Ollama's own API at /ollama/*.
 func newRouter(cfg *config.Config) (*llm.Router, *ollama.Provider, error) {
 	// One client for every upstream: no overall timeout (answers stream for
-	// minutes; chat bounds each call with FERRY_UPSTREAM_TIMEOUT), and
-	// enough idle connections per host that many concurrent streams reuse
-	// them instead of opening new ones. Small buffers: a stream's events are
-	// small, and each open stream holds its connection's buffers.
+	// minutes; chat bounds each call with FERRY_UPSTREAM_TIMEOUT and the
+	// silence between its chunks with FERRY_UPSTREAM_IDLE_TIMEOUT), the
+	// wait for response headers bounded by FERRY_UPSTREAM_HEADER_TIMEOUT,
+	// and enough idle connections per host that many concurrent streams
+	// reuse them instead of opening new ones. Small buffers: a stream's
+	// events are small, and each open stream holds its connection's buffers.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 512
-	tr.ResponseHeaderTimeout = 2 * time.Minute
+	tr.ResponseHeaderTimeout = cfg.UpstreamHeaderTimeout
 	tr.ReadBufferSize = 4 << 10
-	tr.WriteBufferSize = 4 << 10
+	tr.WriteBufferSize = 1 << 10
 	hc := &http.Client{Transport: tr}
 
 	var providers []llm.Provider
