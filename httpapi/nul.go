@@ -43,13 +43,14 @@ func (s *server) refuseNUL(ctx huma.Context, next func(huma.Context)) {
 			bodyBuffers.Put(buf)
 		}
 	}()
-	limit := op.MaxBodyBytes
-	if limit <= 0 {
-		limit = 1 << 20
+	// Read as huma would: up to the operation's limit, and one byte more
+	// to tell a body over it, which is left for huma to refuse.
+	body, src, limit := r.Body, io.Reader(r.Body), op.MaxBodyBytes
+	if limit > 0 {
+		src = io.LimitReader(body, limit+1)
 	}
-	body := r.Body
-	_, err := buf.ReadFrom(io.LimitReader(body, limit+1))
-	if err == nil && int64(buf.Len()) <= limit {
+	_, err := buf.ReadFrom(src)
+	if err == nil && (limit <= 0 || int64(buf.Len()) <= limit) {
 		if loc, ok := nulInBody(buf.Bytes(), ctx.Header("Content-Type")); ok {
 			s.refuseNULAt(ctx, loc)
 			return
