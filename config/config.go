@@ -92,7 +92,7 @@ var Settings = []Setting{
 		Secret: true, set: func(c *Config, v string) error { return c.Database.parse(v) }},
 	{Env: "SECRET_KEY", Default: "", Doc: "Key that signs access tokens, at least 32 bytes. Required on PostgreSQL; on SQLite one is generated in FERRY_DATA_DIR.",
 		Secret: true, set: func(c *Config, v string) error { c.SecretKey = v; return nil }},
-	{Env: "REDIS_URL", Default: "", Doc: "redis:// URL; shares login throttling and credential revocation between instances.",
+	{Env: "REDIS_URL", Default: "", Doc: "redis:// URL; shares sign-in and registration limits, credential revocation and the cancelling of a disabled user's calls between instances.",
 		Secret: true, set: func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{Env: "FERRY_ADMIN_EMAIL", Default: "", Doc: "With FERRY_ADMIN_PASSWORD: create this admin at start if no user has that email.",
 		set: func(c *Config, v string) error { c.AdminEmail = v; return nil }},
