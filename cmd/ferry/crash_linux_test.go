@@ -90,8 +90,9 @@ func startChild(t *testing.T, dir string, env []string) *child {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("ferry not listening after 60 s:\n%s", c.out)
 	}
+	client := &http.Client{Timeout: 5 * time.Second}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if res, err := http.Get(c.url + "/readyz"); err == nil {
+		if res, err := client.Get(c.url + "/readyz"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
 				return c
@@ -116,8 +117,9 @@ func (c *child) kill9(t *testing.T) {
 func (c *child) signUp(t *testing.T, email string) string {
 	t.Helper()
 	body := `{"email":"` + email + `","password":"password123"}`
+	client := &http.Client{Timeout: 30 * time.Second}
 	for _, path := range []string{"/auth/register", "/auth/login"} {
-		res, err := http.Post(c.url+path, "application/json", strings.NewReader(body))
+		res, err := client.Post(c.url+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +144,9 @@ func (c *child) signUp(t *testing.T, email string) string {
 // stream is read, and dropped, in the background.
 func (c *child) startStream(t *testing.T, token string) (convID, answerID string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	// Long enough for every check on the answer; a stream that never
+	// starts fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "POST", c.url+"/ai/chat/stream",
 		strings.NewReader(`{"message":"tell me a long story","model":"claude-sonnet-4-6"}`))

@@ -151,7 +151,16 @@ func TestShutdownEndsAndSavesModelCalls(t *testing.T) {
 			}
 			sigterm := time.Now()
 			in.cancel()
-			wg.Wait()
+			answered := make(chan struct{})
+			go func() {
+				wg.Wait()
+				close(answered)
+			}()
+			select {
+			case <-answered:
+			case <-time.After(30 * time.Second):
+				t.Fatal("calls still unanswered 30 s after SIGTERM")
+			}
 			if err := in.stop(t); err != nil {
 				t.Fatalf("run returned %v, want nil", err)
 			}
@@ -227,8 +236,10 @@ func TestReadyzDuringShutdownGrace(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		streamed <- string(b)
 	}()
-	for fake.Last() == nil || fake.Last().DeltasSent() == 0 {
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); fake.Last() == nil || fake.Last().DeltasSent() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the answer did not start: %d", resp.StatusCode)
+		}
 	}
 
 	sigterm := time.Now()
