@@ -67,10 +67,13 @@ func (a *active) calls(userID string, all bool) []*Call {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var list []*Call
-	for u, calls := range a.byUser {
-		if !all && u != userID {
-			continue
+	if !all {
+		for c := range a.byUser[userID] {
+			list = append(list, c)
 		}
+		return list
+	}
+	for _, calls := range a.byUser {
 		for c := range calls {
 			list = append(list, c)
 		}
