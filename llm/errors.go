@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -187,4 +188,30 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// Do sends req through hc and returns the response when its status is 2xx.
+// Otherwise it returns the error llm.Provider promises: TransportError for
+// no response, ContextError when ctx ended while the error body was read,
+// else HTTPError with the message that message reads from the upstream's
+// error body (the body itself, clipped, when it reads none).
+func (u Upstream) Do(ctx context.Context, hc *http.Client, req *http.Request, message func(body []byte) string) (*http.Response, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, u.TransportError(ctx, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil && ctx.Err() != nil {
+		return nil, ContextError(ctx, u.Name)
+	}
+	msg := message(raw)
+	if msg == "" {
+		msg = string(raw)
+	}
+	cause := fmt.Errorf("%s: %s %s: status %d", u.Name, req.Method, req.URL.Path, resp.StatusCode)
+	return nil, u.HTTPError(resp.StatusCode, resp.Header, msg, cause)
 }

@@ -323,27 +323,13 @@ func (p *Provider) send(ctx context.Context, method, path string, body []byte) (
 	} else {
 		req.Header.Set("Accept", "application/json")
 	}
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return nil, p.up.TransportError(ctx, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil && ctx.Err() != nil {
-		return nil, llm.ContextError(ctx, p.Name())
-	}
-	var e struct {
-		Error apiError `json:"error"`
-	}
-	msg := string(raw)
-	if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
-		msg = e.Error.Message
-	}
-	cause := fmt.Errorf("anthropic: %s %s: status %d", method, path, resp.StatusCode)
-	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+	return p.up.Do(ctx, p.hc, req, func(raw []byte) string {
+		var e struct {
+			Error apiError `json:"error"`
+		}
+		_ = json.Unmarshal(raw, &e)
+		return e.Error.Message
+	})
 }
 
 // textDelta reads a text delta written as the API writes one,

@@ -246,22 +246,11 @@ func (p *Provider) send(ctx context.Context, method, path string, body []byte) (
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/x-ndjson, application/json")
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return nil, p.up.TransportError(ctx, err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Error string `json:"error"`
-	}
-	msg := string(raw)
-	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		msg = e.Error
-	}
-	cause := fmt.Errorf("ollama: %s %s: status %d", method, path, resp.StatusCode)
-	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+	return p.up.Do(ctx, p.hc, req, func(raw []byte) string {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(raw, &e)
+		return e.Error
+	})
 }

@@ -291,22 +291,5 @@ func (p *Provider) send(ctx context.Context, method, path string, body []byte) (
 	} else {
 		req.Header.Set("Accept", "application/json")
 	}
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return nil, p.up.TransportError(ctx, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil && ctx.Err() != nil {
-		return nil, llm.ContextError(ctx, p.Name())
-	}
-	msg := eventMessage(raw)
-	if msg == "" {
-		msg = string(raw)
-	}
-	cause := fmt.Errorf("openai: %s %s: status %d", method, path, resp.StatusCode)
-	return nil, p.up.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+	return p.up.Do(ctx, p.hc, req, eventMessage)
 }
