@@ -152,6 +152,18 @@ func (t *tally) final() llm.Delta {
 
 // lines reads whole lines b and passes them to fn, all but an error line.
 func (t *tally) lines(b []byte, fn func([]byte) error) error {
+	if len(b) == 0 {
+		return nil
+	}
+	// Most reads hold token lines only: count them and pass them on whole,
+	// without looking at each line.
+	if !bytes.Contains(b, []byte(`"error"`)) && !bytes.Contains(b, []byte(`"done":true`)) && !bytes.Contains(b, []byte(`"done": true`)) {
+		t.count += bytes.Count(b, []byte{'\n'})
+		if b[len(b)-1] != '\n' && len(bytes.TrimSpace(b[bytes.LastIndexByte(b, '\n')+1:])) > 0 {
+			t.count++ // a last line without its newline, at the end of the body
+		}
+		return fn(b)
+	}
 	start := 0
 	for start < len(b) {
 		end := bytes.IndexByte(b[start:], '\n')
