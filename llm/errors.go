@@ -2,6 +2,7 @@ package llm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -214,4 +215,18 @@ func (u Upstream) Do(ctx context.Context, hc *http.Client, req *http.Request, me
 	}
 	cause := fmt.Errorf("%s: %s %s: status %d", u.Name, req.Method, req.URL.Path, resp.StatusCode)
 	return nil, u.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+}
+
+// DecodeJSON decodes at most limit bytes of body, an upstream's answer
+// (what names it, as in "a model list"), into v. The error is ContextError
+// when ctx ended meanwhile, else an Upstream error saying the upstream sent
+// what was not JSON.
+func (u Upstream) DecodeJSON(ctx context.Context, body io.Reader, limit int64, what string, v any) error {
+	if err := json.NewDecoder(io.LimitReader(body, limit)).Decode(v); err != nil {
+		if ctx.Err() != nil {
+			return ContextError(ctx, u.Name)
+		}
+		return u.EventError("sent "+what+" that is not JSON", err)
+	}
+	return nil
 }

@@ -294,11 +294,8 @@ func (p *Provider) modelPage(ctx context.Context, q url.Values) (*modelPage, err
 	}
 	defer resp.Body.Close()
 	var page modelPage
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&page); err != nil {
-		if ctx.Err() != nil {
-			return nil, llm.ContextError(ctx, p.Name())
-		}
-		return nil, p.up.EventError("sent a model list that is not JSON", err)
+	if err := p.up.DecodeJSON(ctx, resp.Body, maxBody, "a model list", &page); err != nil {
+		return nil, err
 	}
 	return &page, nil
 }

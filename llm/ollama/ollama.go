@@ -195,11 +195,8 @@ func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
 			Name string `json:"name"`
 		} `json:"models"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLine)).Decode(&tags); err != nil {
-		if ctx.Err() != nil {
-			return nil, llm.ContextError(ctx, p.Name())
-		}
-		return nil, p.up.EventError("sent a model list that is not JSON", err)
+	if err := p.up.DecodeJSON(ctx, resp.Body, maxLine, "a model list", &tags); err != nil {
+		return nil, err
 	}
 	models := make([]llm.Model, len(tags.Models))
 	for i, m := range tags.Models {

@@ -246,11 +246,8 @@ func (p *Provider) Models(ctx context.Context) ([]llm.Model, error) {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&list); err != nil {
-		if ctx.Err() != nil {
-			return nil, llm.ContextError(ctx, p.Name())
-		}
-		return nil, p.up.EventError("sent a model list that is not JSON", err)
+	if err := p.up.DecodeJSON(ctx, resp.Body, maxBody, "a model list", &list); err != nil {
+		return nil, err
 	}
 	models := make([]llm.Model, len(list.Data))
 	for i, m := range list.Data {
