@@ -35,7 +35,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	ShutdownGrace   time.Duration
 	TrustedProxies  []netip.Prefix
-	LogLevel        string
+	// CORSOrigins are the browser origins allowed to call the API from
+	// another site; empty turns CORS off, "*" allows any origin.
+	CORSOrigins []string
+	LogLevel    string
 
 	AnthropicAPIKey  string
 	AnthropicBaseURL string
@@ -112,6 +115,8 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return nonNegative(&c.ShutdownGrace, v) }},
 	{Env: "FERRY_TRUSTED_PROXIES", Default: "", Doc: "Comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client. Empty: the TCP peer is the client.",
 		set: func(c *Config, v string) error { return prefixes(&c.TrustedProxies, v) }},
+	{Env: "FERRY_CORS_ORIGINS", Default: "", Doc: "Comma-separated browser origins (https://app.example.com) allowed to call the API from another site, or * for any. Empty: CORS is off.",
+		set: func(c *Config, v string) error { return origins(&c.CORSOrigins, v) }},
 	{Env: "FERRY_LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error.",
 		set: func(c *Config, v string) error {
 			switch v {
@@ -290,4 +295,25 @@ func host(addr string) string {
 func port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
+}
+
+// origins parses a comma-separated list of origins: "*" alone, or
+// scheme://host[:port] each, without a path.
+func origins(dst *[]string, v string) error {
+	*dst = nil
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if o != "*" {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				return fmt.Errorf("%q is not an origin such as https://app.example.com", o)
+			}
+			o = u.Scheme + "://" + u.Host
+		}
+		*dst = append(*dst, o)
+	}
+	return nil
 }
