@@ -1,11 +1,14 @@
 package httpapi
 
-// Ollama's native API behind Ferry's accounts: /ollama/generate,
-// /ollama/chat and /ollama/tags forward to OLLAMA_BASE_URL's /api/generate,
-// /api/chat and /api/tags and pass Ollama's answers through: NDJSON lines
-// as they arrive, and errors in Ollama's own {"error": …} shape. Code
-// written for the seed's /ollama/generate, or for Ollama itself, keeps
-// working; each generation passes the chat funnel like any model call.
+// Ollama's native API behind Ferry's accounts. Ollama's own paths under
+// /ollama/api/, so that its official clients work with the host
+// "http://…/ollama" and a Ferry key in their headers, and the seed's
+// /ollama/generate, /ollama/chat and /ollama/tags, forward to
+// OLLAMA_BASE_URL and pass Ollama's answers through: NDJSON lines as they
+// arrive, one JSON object when not streamed, and errors in Ollama's own
+// {"error": …} shape. Generating and embedding are model calls and pass
+// the chat funnel like any; listing, showing and the version only read;
+// managing Ollama's models (pull, push, create, copy, delete) is refused.
 
 import (
 	"context"
@@ -51,23 +54,52 @@ func ollamaOperation(id, path, summary string, fields map[string]*huma.Schema) h
 	}, ollamaShape{})
 }
 
-func ollamaGenerateOperation() huma.Operation {
-	return ollamaOperation("ollama-generate", "/ollama/generate", "Generate with Ollama (its /api/generate)", map[string]*huma.Schema{
+func ollamaGenerateOperation(id, path string) huma.Operation {
+	return ollamaOperation(id, path, "Generate with Ollama (its /api/generate)", map[string]*huma.Schema{
 		"prompt": {Type: "string"}, "system": {Type: "string"},
 	})
 }
 
-func ollamaChatOperation() huma.Operation {
-	return ollamaOperation("ollama-chat", "/ollama/chat", "Chat with Ollama (its /api/chat)", map[string]*huma.Schema{
+func ollamaChatOperation(id, path string) huma.Operation {
+	return ollamaOperation(id, path, "Chat with Ollama (its /api/chat)", map[string]*huma.Schema{
 		"messages": {Type: "array", Items: &huma.Schema{Type: "object", AdditionalProperties: true}},
 	})
 }
 
-func ollamaTagsOperation() huma.Operation {
-	return withErrors(huma.Operation{OperationID: "ollama-tags", Method: "GET", Path: "/ollama/tags", Tags: []string{"ollama"},
-		Summary: "Ollama's models (its /api/tags), proxied",
+func ollamaEmbedOperation() huma.Operation {
+	op := ollamaOperation("ollama-api-embed", "/ollama/api/embed", "Embed texts with Ollama (its /api/embed)", map[string]*huma.Schema{
+		"input": {Description: "A text, or a list of texts, to embed.", OneOf: []*huma.Schema{
+			{Type: "string"}, {Type: "array", Items: &huma.Schema{Type: "string"}}}},
+	})
+	schema := op.RequestBody.Content["application/json"].Schema
+	delete(schema.Properties, "stream") // an embedding is always one JSON object
+	op.Responses["200"].Content = map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Type: "object"}}}
+	return op
+}
+
+// ollamaLookupOperation documents a proxied Ollama endpoint that only
+// reads (see ollama.Provider.Lookup).
+func ollamaLookupOperation(id, method, path, summary string) huma.Operation {
+	op := huma.Operation{OperationID: id, Method: method, Path: path, Tags: []string{"ollama"}, Summary: summary,
 		Responses: map[string]*huma.Response{"200": {Description: "Ollama's answer, as it sent it.",
 			Content: map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Type: "object"}}}}},
+	}
+	if method == http.MethodPost {
+		op.SkipValidateBody = true // Ollama checks it
+		op.RequestBody = &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{
+			Type: "object", AdditionalProperties: true, Required: []string{"model"},
+			Properties: map[string]*huma.Schema{"model": {Type: "string", Description: "Ollama's model name."}}}}}}
+	}
+	return withErrors(op, ollamaShape{})
+}
+
+// ollamaRefusedOperation is an endpoint of Ollama's API that Ferry does
+// not pass on; refuseOllama answers it. It is left out of the docs.
+func ollamaRefusedOperation(id, method, path string) huma.Operation {
+	return withErrors(huma.Operation{OperationID: id, Method: method, Path: path, Tags: []string{"ollama"}, Hidden: true,
+		// Not read at all: a model upload must hear why it is refused,
+		// not that it is too large.
+		MaxBodyBytes: -1,
 	}, ollamaShape{})
 }
 
@@ -144,18 +176,55 @@ func (ollamaShape) contentType() string { return "application/json" }
 
 func (ollamaShape) body(_ int, fe *ferry.Error) any { return ollamaErrorBody{Error: fe.Message} }
 
-type ollamaTagsOutput struct {
+// ollamaRawOutput is Ollama's JSON answer, passed on as it came.
+type ollamaRawOutput struct {
 	Body json.RawMessage
 }
 
-// handleOllamaTags answers Ollama's model list as Ollama wrote it. Listing
-// is not a model call, so it is not in the usage log.
-func handleOllamaTags(o *ollama.Provider) func(context.Context, *struct{}) (*ollamaTagsOutput, error) {
-	return func(ctx context.Context, _ *struct{}) (*ollamaTagsOutput, error) {
-		raw, err := o.Tags(ctx)
+// handleOllamaLookup answers GET path (/api/tags, /api/ps, /api/version)
+// as Ollama does. Reading is not a model call, so it is not in the usage
+// log.
+func handleOllamaLookup(o *ollama.Provider, path string) func(context.Context, *struct{}) (*ollamaRawOutput, error) {
+	return func(ctx context.Context, _ *struct{}) (*ollamaRawOutput, error) {
+		raw, err := o.Lookup(ctx, path, nil)
 		if err != nil {
 			return nil, err
 		}
-		return &ollamaTagsOutput{Body: raw}, nil
+		return &ollamaRawOutput{Body: raw}, nil
 	}
+}
+
+// handleOllamaShow answers Ollama's POST /api/show, one model's details,
+// with the body sent as the client wrote it once it is known to be a JSON
+// object.
+func handleOllamaShow(o *ollama.Provider) func(context.Context, *ollamaInput) (*ollamaRawOutput, error) {
+	return func(ctx context.Context, in *ollamaInput) (*ollamaRawOutput, error) {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(in.RawBody, &fields); err != nil || fields == nil {
+			return nil, ferry.Errorf(ferry.Invalid, "the body must be a JSON object")
+		}
+		raw, err := o.Lookup(ctx, "/api/show", in.RawBody)
+		if err != nil {
+			return nil, err
+		}
+		return &ollamaRawOutput{Body: raw}, nil
+	}
+}
+
+// errOllamaManage is the answer to the endpoints of Ollama's API that
+// change which models it has: they act on the machine that every user's
+// calls share, and Ferry's accounts are for using models, not for
+// administering Ollama, admins' included.
+var errOllamaManage = ferry.Errorf(ferry.Forbidden,
+	"Ferry does not pass on Ollama's model management (pull, push, create, copy, delete); manage models on the Ollama host, e.g. `ollama pull llama3.2`")
+
+// errOllamaEmbeddings answers Ollama's deprecated /api/embeddings, which
+// /api/embed replaced.
+var errOllamaEmbeddings = ferry.Errorf(ferry.NotFound,
+	"Ferry serves Ollama's /api/embed (ollama.embed in its clients), not /api/embeddings, which it replaced")
+
+// refuseOllama answers an endpoint of Ollama's API that Ferry does not
+// pass on with err.
+func refuseOllama(err *ferry.Error) func(context.Context, *struct{}) (*struct{}, error) {
+	return func(context.Context, *struct{}) (*struct{}, error) { return nil, err }
 }

@@ -101,10 +101,30 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, openAIOperation(huma.Operation{OperationID: "openai-models", Method: "GET", Path: "/v1/models",
 		Summary: "Models the configured providers offer, in OpenAI's list format"}), handleOpenAIModels(s.svc.LLM))
 
-	// Ollama's native API, proxied to OLLAMA_BASE_URL.
-	register(s, ollamaGenerateOperation(), handleOllamaGenerate(s, "/ollama/generate", "/api/generate"))
-	register(s, ollamaChatOperation(), handleOllamaGenerate(s, "/ollama/chat", "/api/chat"))
-	register(s, ollamaTagsOperation(), handleOllamaTags(s.svc.Ollama))
+	// Ollama's native API, proxied to OLLAMA_BASE_URL: the seed's paths, and
+	// Ollama's own under /ollama/api/ for its clients (host ".../ollama").
+	// Model calls pass the funnel; lookups only read; managing models is
+	// refused. Errors in Ollama's {"error"} shape.
+	o := s.svc.Ollama
+	register(s, ollamaGenerateOperation("ollama-generate", "/ollama/generate"), handleOllamaGenerate(s, "/ollama/generate", "/api/generate"))
+	register(s, ollamaChatOperation("ollama-chat", "/ollama/chat"), handleOllamaGenerate(s, "/ollama/chat", "/api/chat"))
+	register(s, ollamaLookupOperation("ollama-tags", "GET", "/ollama/tags", "Ollama's models (its /api/tags)"), handleOllamaLookup(o, "/api/tags"))
+	register(s, ollamaGenerateOperation("ollama-api-generate", "/ollama/api/generate"), handleOllamaGenerate(s, "/ollama/api/generate", "/api/generate"))
+	register(s, ollamaChatOperation("ollama-api-chat", "/ollama/api/chat"), handleOllamaGenerate(s, "/ollama/api/chat", "/api/chat"))
+	register(s, ollamaEmbedOperation(), handleOllamaGenerate(s, "/ollama/api/embed", ollama.PathEmbed))
+	register(s, ollamaLookupOperation("ollama-api-tags", "GET", "/ollama/api/tags", "Ollama's models (its /api/tags)"), handleOllamaLookup(o, "/api/tags"))
+	register(s, ollamaLookupOperation("ollama-api-ps", "GET", "/ollama/api/ps", "Ollama's models loaded in memory (its /api/ps)"), handleOllamaLookup(o, "/api/ps"))
+	register(s, ollamaLookupOperation("ollama-api-version", "GET", "/ollama/api/version", "Ollama's version (its /api/version)"), handleOllamaLookup(o, "/api/version"))
+	register(s, ollamaLookupOperation("ollama-api-show", "POST", "/ollama/api/show", "One Ollama model's details (its /api/show)"), handleOllamaShow(o))
+	for _, r := range []struct{ id, method, path string }{
+		{"ollama-api-pull", "POST", "/ollama/api/pull"}, {"ollama-api-push", "POST", "/ollama/api/push"},
+		{"ollama-api-create", "POST", "/ollama/api/create"}, {"ollama-api-copy", "POST", "/ollama/api/copy"},
+		{"ollama-api-delete", "DELETE", "/ollama/api/delete"},
+		{"ollama-api-blob-head", "HEAD", "/ollama/api/blobs/{digest}"}, {"ollama-api-blob", "POST", "/ollama/api/blobs/{digest}"},
+	} {
+		register(s, ollamaRefusedOperation(r.id, r.method, r.path), refuseOllama(errOllamaManage))
+	}
+	register(s, ollamaRefusedOperation("ollama-api-embeddings", "POST", "/ollama/api/embeddings"), refuseOllama(errOllamaEmbeddings))
 }
 
 // register adds op to the API with the server's body limit and body read

@@ -47,7 +47,9 @@ const (
 )
 
 // Script says how the server answers chat requests (Anthropic /v1/messages,
-// OpenAI /v1/chat/completions, Ollama /api/chat and /api/generate). The
+// OpenAI /v1/chat/completions, Ollama /api/chat and /api/generate) and
+// Ollama's embeddings (/api/embed, whose answer only takes the failures
+// and InputTokens). The
 // zero value streams Deltas(100) successfully.
 type Script struct {
 	// Deltas are the text pieces of the answer, one event each; nil means
@@ -177,6 +179,10 @@ func NewServer() *Server {
 	mux.HandleFunc("POST /api/chat", s.ollamaChat)
 	mux.HandleFunc("POST /api/generate", s.ollamaGenerate)
 	mux.HandleFunc("GET /api/tags", s.ollamaTags)
+	mux.HandleFunc("GET /api/ps", s.ollamaPS)
+	mux.HandleFunc("GET /api/version", s.ollamaVersion)
+	mux.HandleFunc("POST /api/show", s.ollamaShow)
+	mux.HandleFunc("POST /api/embed", s.ollamaEmbed)
 	s.ts = httptest.NewServer(mux)
 	s.URL = s.ts.URL
 	return s
