@@ -82,6 +82,9 @@ type Request struct {
 	System    string
 	Messages  []Message
 	MaxTokens int // 0: the adapter's default
+	// Sampling shapes how the answer is drawn; its zero value leaves it
+	// all to the upstream.
+	Sampling Sampling
 }
 
 // Delta is one piece of a streamed answer. Text deltas arrive first; the
@@ -137,4 +140,8 @@ type Provider interface {
 	// Accepts reports whether Stream takes parts of kind k; every provider
 	// takes PartText. Callers check a request's parts before sending it.
 	Accepts(k PartKind) bool
+	// Supports says which sampling parameters Stream honours, and in what
+	// range. Callers check a request's Sampling against it (Sampling.Check)
+	// before sending it; Stream leaves out what it does not support.
+	Supports() Support
 }

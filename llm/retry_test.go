@@ -20,11 +20,14 @@ type scripted struct {
 	errs   []error
 	deltas int
 	models []llm.Model
+	temps  []float64 // the temperature of each Stream call's request
 }
 
 func (s *scripted) Name() string { return s.name }
 
 func (s *scripted) Accepts(k llm.PartKind) bool { return k == llm.PartText }
+
+func (s *scripted) Supports() llm.Support { return llm.Support{Temperature: llm.Range{Min: 0, Max: 1}} }
 
 func (s *scripted) next() error {
 	s.mu.Lock()
@@ -37,6 +40,11 @@ func (s *scripted) next() error {
 }
 
 func (s *scripted) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
+	if t := req.Sampling.Temperature; t != nil {
+		s.mu.Lock()
+		s.temps = append(s.temps, *t)
+		s.mu.Unlock()
+	}
 	err := s.next()
 	for range s.deltas {
 		if ferr := fn(llm.Delta{Text: "x"}); ferr != nil {
@@ -206,5 +214,23 @@ func TestWithRetryKeepsAccepts(t *testing.T) {
 	p := llm.WithRetry(&scripted{name: "x"}, llm.RetryPolicy{})
 	if !p.Accepts(llm.PartText) || p.Accepts(llm.PartDocument) {
 		t.Errorf("Accepts through WithRetry: text %v, document %v; want true, false", p.Accepts(llm.PartText), p.Accepts(llm.PartDocument))
+	}
+}
+
+// TestWithRetryKeepsSampling checks that a provider's Supports shows
+// through WithRetry, so that callers can refuse a parameter before the
+// call, and that every attempt sends the request's sampling parameters.
+func TestWithRetryKeepsSampling(t *testing.T) {
+	inner := &scripted{name: "x", errs: []error{rateLimited(0)}}
+	p := llm.WithRetry(inner, recordWaits(llm.RetryPolicy{}, new([]time.Duration)))
+	if got := p.Supports(); got.Temperature != (llm.Range{Min: 0, Max: 1}) || got.Seed {
+		t.Errorf("Supports through WithRetry = %+v", got)
+	}
+	temp := 0.25
+	if err := p.Stream(t.Context(), llm.Request{Sampling: llm.Sampling{Temperature: &temp}}, func(llm.Delta) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(inner.temps) != 2 || inner.temps[0] != temp || inner.temps[1] != temp {
+		t.Errorf("temperatures sent = %v, want %v twice", inner.temps, temp)
 	}
 }

@@ -69,13 +69,29 @@ func (p *Provider) Name() string { return llm.Anthropic }
 // Accepts reports that Anthropic takes text and documents (PDFs).
 func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText || k == llm.PartDocument }
 
+// Supports reports what the Messages API takes: temperature from 0 to 1,
+// top_p, and stop sequences that are not whitespace only. It has no seed,
+// no penalties and no JSON mode. Sampling.User becomes metadata.user_id.
+func (p *Provider) Supports() llm.Support {
+	return llm.Support{Temperature: llm.Range{Min: 0, Max: 1}, TopP: llm.Range{Min: 0, Max: 1}, Stop: true}
+}
+
 // messagesRequest is a Messages API request, streamed.
 type messagesRequest struct {
-	Model     string    `json:"model"`
-	MaxTokens int       `json:"max_tokens"`
-	System    string    `json:"system,omitempty"`
-	Messages  []message `json:"messages"`
-	Stream    bool      `json:"stream"`
+	Model         string    `json:"model"`
+	MaxTokens     int       `json:"max_tokens"`
+	System        string    `json:"system,omitempty"`
+	Messages      []message `json:"messages"`
+	Stream        bool      `json:"stream"`
+	Temperature   *float64  `json:"temperature,omitempty"`
+	TopP          *float64  `json:"top_p,omitempty"`
+	StopSequences []string  `json:"stop_sequences,omitempty"`
+	Metadata      *metadata `json:"metadata,omitempty"`
+}
+
+// metadata describes the request; user_id is an opaque id of the end user.
+type metadata struct {
+	UserID string `json:"user_id"`
 }
 
 type message struct {
@@ -98,8 +114,16 @@ type documentBlock struct {
 	Title string `json:"title,omitempty"`
 }
 
+// newRequest maps req onto the Messages API. Of req.Sampling it sends what
+// Supports names, under the API's own names (stop_sequences), and User as
+// metadata.user_id; the rest is the caller's to refuse (Sampling.Check).
 func newRequest(req llm.Request) messagesRequest {
-	body := messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages))}
+	sm := req.Sampling
+	body := messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages)),
+		Temperature: sm.Temperature, TopP: sm.TopP, StopSequences: sm.Stop}
+	if sm.User != "" {
+		body.Metadata = &metadata{UserID: sm.User}
+	}
 	if body.Model == "" {
 		body.Model = llm.DefaultAnthropicModel
 	}

@@ -1,6 +1,7 @@
 package anthropic_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -91,6 +92,47 @@ func TestRequest(t *testing.T) {
 	if strings.Contains(string(s.Last().Body), `"system"`) {
 		t.Errorf("body has a system field: %s", s.Last().Body)
 	}
+}
+
+// TestRequestSampling checks the sampling parameters on the wire under the
+// Messages API's names, a temperature of 0 included, and none of them when
+// none is set.
+func TestRequestSampling(t *testing.T) {
+	s := llmtest.Start(t)
+	p := anthropic.New(anthropic.Config{APIKey: "sk-ant-x", BaseURL: s.AnthropicURL()})
+	temp, topP := 0.0, 0.5
+	req := llm.Request{Model: "claude-haiku-4-5", Messages: []llm.Message{llm.TextMessage("user", "hi")},
+		Sampling: llm.Sampling{Temperature: &temp, TopP: &topP, Stop: []string{"END", "\n\nHuman:"}, User: "user-7"}}
+	if err := p.Stream(t.Context(), req, discard); err != nil {
+		t.Fatal(err)
+	}
+	fields := topLevel(t, s.Last())
+	for k, want := range map[string]string{"temperature": `0`, "top_p": `0.5`, "stop_sequences": `["END","\n\nHuman:"]`,
+		"metadata": `{"user_id":"user-7"}`} {
+		if got := string(fields[k]); got != want {
+			t.Errorf("%s = %s, want %s", k, got, want)
+		}
+	}
+
+	req.Sampling = llm.Sampling{}
+	if err := p.Stream(t.Context(), req, discard); err != nil {
+		t.Fatal(err)
+	}
+	for k := range topLevel(t, s.Last()) {
+		if k != "model" && k != "max_tokens" && k != "messages" && k != "stream" {
+			t.Errorf("unset sampling sent %s: %s", k, s.Last().Body)
+		}
+	}
+}
+
+// topLevel returns the fields of r's JSON body.
+func topLevel(t *testing.T, r *llmtest.Request) map[string]json.RawMessage {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if err := r.JSON(&fields); err != nil {
+		t.Fatal(err)
+	}
+	return fields
 }
 
 // serve answers every request with status and body as an event stream.

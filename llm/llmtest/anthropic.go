@@ -21,6 +21,45 @@ type anthropicRequest struct {
 		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
+	Temperature   *float64 `json:"temperature"`
+	TopP          *float64 `json:"top_p"`
+	StopSequences []string `json:"stop_sequences"`
+}
+
+// openAIOnly are fields of OpenAI's Chat Completions that the Messages API
+// lacks, which it refuses as extra inputs.
+var openAIOnly = []string{
+	"audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs", "max_completion_tokens",
+	"modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key", "reasoning_effort",
+	"response_format", "safety_identifier", "seed", "stop", "store", "stream_options", "top_logprobs", "user",
+	"verbosity", "web_search_options",
+}
+
+// checkParams returns what Anthropic would answer 400 for in the sampling
+// parameters of body, as Anthropic words it, or "".
+func (q *anthropicRequest) checkParams(body []byte) string {
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(body, &fields)
+	for _, name := range openAIOnly {
+		if _, ok := fields[name]; ok {
+			return name + ": Extra inputs are not permitted"
+		}
+	}
+	for name, v := range map[string]*float64{"temperature": q.Temperature, "top_p": q.TopP} {
+		switch {
+		case v == nil:
+		case *v < 0:
+			return name + ": Input should be greater than or equal to 0"
+		case *v > 1:
+			return name + ": Input should be less than or equal to 1"
+		}
+	}
+	for _, stop := range q.StopSequences {
+		if strings.TrimSpace(stop) == "" {
+			return "stop_sequences: each stop sequence must contain non-whitespace"
+		}
+	}
+	return ""
 }
 
 func (q *anthropicRequest) prompt() string {
@@ -239,6 +278,8 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 		anthropicError(w, rec.Seq, 400, "messages: at least one message is required")
 	case q.check() != "":
 		anthropicError(w, rec.Seq, 400, q.check())
+	case q.checkParams(rec.Body) != "":
+		anthropicError(w, rec.Seq, 400, q.checkParams(rec.Body))
 	case !q.Stream:
 		stop := p.stopReason("end_turn")
 		writeJSON(w, http.StatusOK, anthropicMessage{

@@ -1,6 +1,7 @@
 package llmtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -20,6 +21,17 @@ type ollamaRequest struct {
 		Role    string `json:"role"`
 		Content string `json:"content"`
 	} `json:"messages"`
+	Format json.RawMessage `json:"format"`
+}
+
+// checkFormat returns what Ollama answers 400 for in format, or "": it
+// takes "json", a JSON Schema (an object), or nothing.
+func (q *ollamaRequest) checkFormat() string {
+	f := bytes.TrimSpace(q.Format)
+	if len(f) == 0 || string(f) == "null" || string(f) == `""` || string(f) == `"json"` || f[0] == '{' {
+		return ""
+	}
+	return fmt.Sprintf(`invalid format: %s; expected "json" or a valid JSON Schema`, f)
 }
 
 func (q *ollamaRequest) prompt() string {
@@ -61,6 +73,8 @@ func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, chat bool)
 		ollamaError(w, p.FailStatus, p.FailMessage)
 	case q.Model == "":
 		ollamaError(w, 400, "model is required")
+	case q.checkFormat() != "":
+		ollamaError(w, 400, q.checkFormat())
 	case q.Stream != nil && !*q.Stream:
 		// An answer in one piece takes as long as the stream would.
 		st := &stream{r: r, quit: s.quit, p: p}

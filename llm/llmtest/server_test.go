@@ -273,3 +273,36 @@ func BenchmarkConcurrentStreams(b *testing.B) {
 	}
 	b.ReportMetric(float64(streams), "streams/op")
 }
+
+// TestRefusesWhatUpstreamsRefuse checks that the fakes answer 400, as the
+// real services do, for sampling parameters they do not take: so that an
+// adapter that leaks one fails its tests.
+func TestRefusesWhatUpstreamsRefuse(t *testing.T) {
+	s := llmtest.Start(t)
+	const msgs = `"messages":[{"role":"user","content":"hi"}]`
+	for _, tc := range []struct {
+		path, body, says string
+		header           map[string]string
+	}{
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"seed":1,` + msgs + `}`, "seed: Extra inputs are not permitted", anthropicHeaders},
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"stop":["x"],` + msgs + `}`, "stop: Extra inputs", anthropicHeaders},
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"temperature":1.5,` + msgs + `}`, "temperature: Input should be less than or equal to 1", anthropicHeaders},
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"top_p":-1,` + msgs + `}`, "top_p: Input should be greater than or equal to 0", anthropicHeaders},
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"stop_sequences":["\n"],` + msgs + `}`, "non-whitespace", anthropicHeaders},
+		{"/api/chat", `{"model":"llama3.2","format":"yaml",` + msgs + `}`, "invalid format", nil},
+	} {
+		resp, body := post(t, s.URL+tc.path, tc.body, tc.header)
+		if resp.StatusCode != 400 || !strings.Contains(body, tc.says) {
+			t.Errorf("%s %s: %d %s, want 400 saying %q", tc.path, tc.body, resp.StatusCode, body, tc.says)
+		}
+	}
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/messages", `{"model":"claude-x","max_tokens":5,"temperature":1,"top_p":0,"stop_sequences":["END"],"metadata":{"user_id":"u"},` + msgs + `}`},
+		{"/api/chat", `{"model":"llama3.2","stream":false,"format":"json",` + msgs + `}`},
+		{"/api/chat", `{"model":"llama3.2","stream":false,"format":{"type":"object"},` + msgs + `}`},
+	} {
+		if resp, body := post(t, s.URL+tc.path, tc.body, anthropicHeaders); resp.StatusCode != 200 {
+			t.Errorf("%s %s: %d %s, want 200", tc.path, tc.body, resp.StatusCode, body)
+		}
+	}
+}

@@ -61,6 +61,16 @@ func (p *Provider) Name() string { return llm.Ollama }
 // Accepts reports that Ollama takes text only.
 func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText }
 
+// Supports reports what Ollama's options take: temperature from 0 to 2 and
+// penalties from -2 to 2 (the ranges of the OpenAI API, which Ollama's own
+// /v1 serves), top_p, stop sequences, a seed, and JSON answers through
+// format, with or without a schema. Ollama has no field for
+// Sampling.User, which is left out.
+func (p *Provider) Supports() llm.Support {
+	return llm.Support{Temperature: llm.Range{Min: 0, Max: 2}, TopP: llm.Range{Min: 0, Max: 1}, Penalties: llm.Range{Min: -2, Max: 2},
+		Stop: true, BlankStop: true, Seed: true, JSON: true, JSONSchema: true}
+}
+
 type chatMessage struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
@@ -70,11 +80,47 @@ type chatRequest struct {
 	Model    string        `json:"model"`
 	Messages []chatMessage `json:"messages"`
 	Stream   bool          `json:"stream"`
-	Options  *chatOptions  `json:"options,omitempty"`
+	// Format is "json" for any JSON, or a JSON Schema the answer matches.
+	Format  json.RawMessage `json:"format,omitempty"`
+	Options *chatOptions    `json:"options,omitempty"`
 }
 
+// chatOptions are the model options Ferry sets; unset ones are left out,
+// so that the model's own (its Modelfile's) apply.
 type chatOptions struct {
-	NumPredict int `json:"num_predict,omitempty"`
+	NumPredict       int      `json:"num_predict,omitempty"`
+	Temperature      *float64 `json:"temperature,omitempty"`
+	TopP             *float64 `json:"top_p,omitempty"`
+	Stop             []string `json:"stop,omitempty"`
+	Seed             *int64   `json:"seed,omitempty"`
+	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
+}
+
+// newRequest maps req, whose Model is set, onto /api/chat: MaxTokens
+// becomes num_predict, Sampling the options of the same names, and a
+// Format the top-level format ("json", or the schema itself).
+func newRequest(req llm.Request) chatRequest {
+	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1)}
+	if req.System != "" {
+		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
+	}
+	for _, m := range req.Messages {
+		body.Messages = append(body.Messages, chatMessage{Role: m.Role, Content: m.Text()})
+	}
+	sm := req.Sampling
+	o := chatOptions{NumPredict: max(req.MaxTokens, 0), Temperature: sm.Temperature, TopP: sm.TopP, Stop: sm.Stop, Seed: sm.Seed,
+		PresencePenalty: sm.PresencePenalty, FrequencyPenalty: sm.FrequencyPenalty}
+	if o.NumPredict > 0 || o.Temperature != nil || o.TopP != nil || len(o.Stop) > 0 || o.Seed != nil || o.PresencePenalty != nil || o.FrequencyPenalty != nil {
+		body.Options = &o
+	}
+	if f := sm.Format; f != nil {
+		body.Format = json.RawMessage(`"json"`)
+		if f.Schema != nil {
+			body.Format = f.Schema
+		}
+	}
+	return body
 }
 
 // chatLine is one line of a streamed /api/chat answer, or an error line.
@@ -89,7 +135,7 @@ type chatLine struct {
 }
 
 // Stream implements llm.Provider.Stream. An empty req.Model means the first
-// model Ollama lists; req.MaxTokens becomes num_predict.
+// model Ollama lists; see newRequest for the rest.
 func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
 	if req.Model == "" {
 		m, err := p.firstModel(ctx)
@@ -98,17 +144,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		}
 		req.Model = m
 	}
-	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1)}
-	if req.System != "" {
-		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
-	}
-	for _, m := range req.Messages {
-		body.Messages = append(body.Messages, chatMessage{Role: m.Role, Content: m.Text()})
-	}
-	if req.MaxTokens > 0 {
-		body.Options = &chatOptions{NumPredict: req.MaxTokens}
-	}
-	resp, err := p.do(ctx, http.MethodPost, "/api/chat", body)
+	resp, err := p.do(ctx, http.MethodPost, "/api/chat", newRequest(req))
 	if err != nil {
 		return err
 	}

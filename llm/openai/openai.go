@@ -66,6 +66,14 @@ func (p *Provider) Name() string { return llm.OpenAI }
 // Accepts reports that Chat Completions servers take text only here.
 func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText }
 
+// Supports reports that every sampling parameter is the API's own: each is
+// sent as it is, in the ranges OpenAI's API reference gives, and so is
+// every Extra field.
+func (p *Provider) Supports() llm.Support {
+	return llm.Support{Temperature: llm.Range{Min: 0, Max: 2}, TopP: llm.Range{Min: 0, Max: 1}, Penalties: llm.Range{Min: -2, Max: 2},
+		Stop: true, BlankStop: true, Seed: true, JSON: true, JSONSchema: true, Extra: true}
+}
+
 // chatRequest is a Chat Completions request, streamed with usage.
 type chatRequest struct {
 	Model         string        `json:"model"`
@@ -74,8 +82,38 @@ type chatRequest struct {
 	StreamOptions struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	MaxTokens           int `json:"max_tokens,omitempty"`
-	MaxCompletionTokens int `json:"max_completion_tokens,omitempty"`
+	MaxTokens           int             `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
+	Temperature         *float64        `json:"temperature,omitempty"`
+	TopP                *float64        `json:"top_p,omitempty"`
+	Stop                []string        `json:"stop,omitempty"`
+	Seed                *int64          `json:"seed,omitempty"`
+	PresencePenalty     *float64        `json:"presence_penalty,omitempty"`
+	FrequencyPenalty    *float64        `json:"frequency_penalty,omitempty"`
+	ResponseFormat      *responseFormat `json:"response_format,omitempty"`
+	User                string          `json:"user,omitempty"`
+}
+
+// reserved are the fields newRequest may set, which an Extra field of the
+// same name does not repeat.
+var reserved = map[string]bool{
+	"model": true, "messages": true, "stream": true, "stream_options": true, "max_tokens": true, "max_completion_tokens": true,
+	"temperature": true, "top_p": true, "stop": true, "seed": true, "presence_penalty": true, "frequency_penalty": true,
+	"response_format": true, "user": true,
+}
+
+// responseFormat is {"type": "json_object"} or {"type": "json_schema",
+// "json_schema": {…}}.
+type responseFormat struct {
+	Type       string      `json:"type"`
+	JSONSchema *jsonSchema `json:"json_schema,omitempty"`
+}
+
+type jsonSchema struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
 }
 
 type chatMessage struct {
@@ -83,8 +121,20 @@ type chatMessage struct {
 	Content string `json:"content"`
 }
 
+// newRequest maps req onto the Chat Completions API, req.Sampling included
+// under its own names (Extra aside: see encode).
 func newRequest(req llm.Request) chatRequest {
-	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1)}
+	sm := req.Sampling
+	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1),
+		Temperature: sm.Temperature, TopP: sm.TopP, Stop: sm.Stop, Seed: sm.Seed,
+		PresencePenalty: sm.PresencePenalty, FrequencyPenalty: sm.FrequencyPenalty, User: sm.User}
+	if f := sm.Format; f != nil {
+		body.ResponseFormat = &responseFormat{Type: "json_object"}
+		if f.Schema != nil {
+			body.ResponseFormat = &responseFormat{Type: "json_schema",
+				JSONSchema: &jsonSchema{Name: f.Name, Description: f.Description, Schema: f.Schema, Strict: f.Strict}}
+		}
+	}
 	body.StreamOptions.IncludeUsage = true
 	if req.System != "" {
 		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
@@ -106,6 +156,31 @@ func newRequest(req llm.Request) chatRequest {
 		}
 	}
 	return body
+}
+
+// encode returns the request body for req: newRequest's, followed by the
+// fields of req.Sampling.Extra as the client sent them, those newRequest
+// sets aside.
+func encode(req llm.Request) ([]byte, error) {
+	body, err := json.Marshal(newRequest(req))
+	if err != nil || len(req.Sampling.Extra) == 0 {
+		return body, err
+	}
+	body = body[:len(body)-1] // the closing brace
+	for _, f := range req.Sampling.Extra {
+		if reserved[f.Name] {
+			continue
+		}
+		if !json.Valid(f.Value) {
+			return nil, fmt.Errorf("field %q: not JSON", f.Name)
+		}
+		name, err := json.Marshal(f.Name)
+		if err != nil {
+			return nil, err
+		}
+		body = append(append(append(append(body, ','), name...), ':'), f.Value...)
+	}
+	return append(body, '}'), nil
 }
 
 func isReasoningModel(model string) bool {
@@ -144,7 +219,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		}
 		req.Model = m
 	}
-	body, err := json.Marshal(newRequest(req))
+	body, err := encode(req)
 	if err != nil {
 		return fmt.Errorf("openai: encode request: %w", err)
 	}

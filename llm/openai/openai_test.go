@@ -1,6 +1,7 @@
 package openai_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -78,6 +79,69 @@ func TestRequest(t *testing.T) {
 			t.Errorf("model %s: body %s", tc.model, up.Body)
 		}
 	}
+}
+
+// TestRequestSampling checks the sampling parameters on the wire as the
+// Chat Completions API names them, a temperature of 0 included; Extra
+// fields as the client sent them, without repeating one Ferry sets; and
+// none of them when none is set.
+func TestRequestSampling(t *testing.T) {
+	s := llmtest.Start(t)
+	p := openai.New(openai.Config{APIKey: "sk-x", BaseURL: s.OpenAIURL()})
+	temp, topP, presence, frequency, seed, strict := 0.0, 0.9, -1.5, 2.0, int64(-42), true
+	req := llm.Request{Model: "gpt-4o-mini", Messages: []llm.Message{llm.TextMessage("user", "hi")},
+		Sampling: llm.Sampling{Temperature: &temp, TopP: &topP, Stop: []string{"\n", "END"}, Seed: &seed,
+			PresencePenalty: &presence, FrequencyPenalty: &frequency, User: "user-7",
+			Format: &llm.Format{Name: "answer", Schema: json.RawMessage(`{"type": "object"}`), Strict: &strict},
+			Extra: []llm.Field{
+				{Name: "logit_bias", Value: json.RawMessage(`{"50256": -100}`)},
+				{Name: "temperature", Value: json.RawMessage(`5`)},
+				{Name: "store", Value: json.RawMessage(`false`), Inert: true},
+			}}}
+	if err := p.Stream(t.Context(), req, discard); err != nil {
+		t.Fatal(err)
+	}
+	up := s.Last()
+	if !json.Valid(up.Body) || strings.Count(string(up.Body), `"temperature"`) != 1 {
+		t.Fatalf("body = %s", up.Body)
+	}
+	fields := topLevel(t, up)
+	for k, want := range map[string]string{"temperature": `0`, "top_p": `0.9`, "stop": `["\n","END"]`, "seed": `-42`,
+		"presence_penalty": `-1.5`, "frequency_penalty": `2`, "user": `"user-7"`,
+		"response_format": `{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"},"strict":true}}`,
+		"logit_bias": `{"50256": -100}`, "store": `false`} {
+		if got := string(fields[k]); got != want {
+			t.Errorf("%s = %s, want %s", k, got, want)
+		}
+	}
+
+	req.Sampling = llm.Sampling{Format: &llm.Format{}}
+	if err := p.Stream(t.Context(), req, discard); err != nil {
+		t.Fatal(err)
+	}
+	fields = topLevel(t, s.Last())
+	if got := string(fields["response_format"]); got != `{"type":"json_object"}` {
+		t.Errorf("response_format = %s, want json_object", got)
+	}
+	req.Sampling = llm.Sampling{}
+	if err := p.Stream(t.Context(), req, discard); err != nil {
+		t.Fatal(err)
+	}
+	for k := range topLevel(t, s.Last()) {
+		if k != "model" && k != "messages" && k != "stream" && k != "stream_options" {
+			t.Errorf("unset sampling sent %s: %s", k, s.Last().Body)
+		}
+	}
+}
+
+// topLevel returns the fields of r's JSON body.
+func topLevel(t *testing.T, r *llmtest.Request) map[string]json.RawMessage {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if err := r.JSON(&fields); err != nil {
+		t.Fatal(err)
+	}
+	return fields
 }
 
 // serve answers every request with status and body.
