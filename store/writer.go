@@ -34,14 +34,19 @@ const (
 	// together, then share one commit instead of paying one each. Sync
 	// and Close cut it short.
 	linger = 500 * time.Microsecond
+	// lateLinger is how long a queue of SubmitLater groups only may wait
+	// for company: at low concurrency the writes of several calls that
+	// ended one after another share a commit, and a finished call's writes
+	// ride along with the next call's first ones.
+	lateLinger = 10 * time.Millisecond
 	// maxAttempts is how often a transaction that failed for a transient
 	// reason (SQLITE_BUSY, a lost connection, a serialization failure) is
 	// tried before its groups fail.
 	maxAttempts = 4
 	// firstBackoff is the pause before the first retry; it doubles.
 	firstBackoff = 20 * time.Millisecond
-	// attemptTimeout bounds one transaction, so a database that stopped
-	// answering fails the writes queued behind it instead of holding them
+	// attemptTimeout bounds one PostgreSQL transaction, so a database that
+	// stopped answering fails the writes queued behind it instead of holding them
 	// (and Close) forever.
 	attemptTimeout = 30 * time.Second
 )
@@ -54,6 +59,7 @@ type Pending struct {
 	done chan struct{}
 	err  error   // set before done is closed
 	w    *writer // to hasten while someone waits; nil when done at once
+	late bool    // SubmitLater's: waiting on it does not hasten the writer
 }
 
 func (p *Pending) complete(err error) {
@@ -72,7 +78,9 @@ func (p *Pending) Wait(ctx context.Context) error {
 		return p.err
 	default:
 	}
-	p.w.hasten()
+	if !p.late {
+		p.w.hasten()
+	}
 	select {
 	case <-p.done:
 		return p.err
@@ -98,11 +106,13 @@ type writer struct {
 
 	mu     sync.Mutex
 	queue  []*group
+	soon   int      // groups in queue submitted by Submit, not SubmitLater
 	last   *Pending // the latest group submitted, for Sync
 	closed bool
 
 	wake    chan struct{} // a token when the queue may have grown
 	hurry   chan struct{} // a token when someone waits: stop lingering
+	urge    chan struct{} // a token when a Submit group joins a queue of SubmitLater ones
 	stopped chan struct{} // closed when the goroutine has drained and exited
 
 	// Used by the writer goroutine only, on SQLite; prepared on its first
@@ -113,7 +123,7 @@ type writer struct {
 }
 
 func newWriter(db *sql.DB, driver string) *writer {
-	w := &writer{db: db, pg: driver == "postgres", wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), stopped: make(chan struct{})}
+	w := &writer{db: db, pg: driver == "postgres", wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), urge: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -125,7 +135,19 @@ func newWriter(db *sql.DB, driver string) *writer {
 // by the constructors) at once. Submit with no ops returns a Pending that
 // has already succeeded.
 func (s *Store) Submit(ops ...Op) *Pending {
-	p := &Pending{done: make(chan struct{})}
+	return s.submit(false, ops)
+}
+
+// SubmitLater queues ops as Submit does, for writes nobody reads back at
+// once (a finished call's answer and usage entry): they may wait up to
+// lateLinger for other writes to share their commit, and a Wait on the
+// returned Pending does not hurry them; Sync, a Submit group or Close do.
+func (s *Store) SubmitLater(ops ...Op) *Pending {
+	return s.submit(true, ops)
+}
+
+func (s *Store) submit(late bool, ops []Op) *Pending {
+	p := &Pending{done: make(chan struct{}), late: late}
 	if len(ops) == 0 {
 		p.complete(nil)
 		return p
@@ -147,10 +169,20 @@ func (s *Store) Submit(ops ...Op) *Pending {
 	p.w = w
 	w.queue = append(w.queue, &group{ops: slices.Clone(ops), p: p})
 	w.last = p
+	if !late {
+		w.soon++
+	}
+	urge := !late && w.soon == 1
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default: // a token is already there
+	}
+	if urge {
+		select {
+		case w.urge <- struct{}{}:
+		default:
+		}
 	}
 	return p
 }
@@ -248,18 +280,26 @@ func (w *writer) next() ([]*group, bool) {
 		w.mu.Lock()
 	}
 	if !w.closed && len(w.queue) < 8 {
-		w.mu.Unlock()
-		t := time.NewTimer(linger)
-		select {
-		case <-t.C:
-		case <-w.hurry:
+		late := w.soon == 0
+		if late {
+			// No Submit group is queued, so a token here was left by one
+			// committed earlier; taken under the lock, it cannot be a new
+			// one's.
+			select {
+			case <-w.urge:
+			default:
+			}
 		}
-		t.Stop()
+		w.mu.Unlock()
+		w.linger(late)
 		w.mu.Lock()
 	}
 	n, ops := 0, 0
 	for n < len(w.queue) && (n == 0 || ops+len(w.queue[n].ops) <= maxBatchOps) {
 		ops += len(w.queue[n].ops)
+		if !w.queue[n].p.late {
+			w.soon--
+		}
 		n++
 	}
 	batch := make([]*group, n)
@@ -271,6 +311,31 @@ func (w *writer) next() ([]*group, bool) {
 	}
 	w.mu.Unlock()
 	return batch, true
+}
+
+// linger waits for company for a short queue: linger, or lateLinger when
+// it holds only SubmitLater groups, shortened to linger from the moment a
+// Submit group joins. Someone waiting (hasten) ends it.
+func (w *writer) linger(late bool) {
+	d := linger
+	if late {
+		d = lateLinger
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-w.hurry:
+			return
+		case <-w.urge:
+			if late {
+				late = false
+				t.Reset(linger)
+			}
+		}
+	}
 }
 
 // commit runs batch in one transaction and completes its groups. When the
@@ -330,8 +395,6 @@ func (w *writer) attempt(groups []*group) error {
 // tx runs groups in one transaction: on PostgreSQL as one pipeline (see
 // pipeline), elsewhere statement by statement.
 func (w *writer) tx(groups []*group) error {
-	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-	defer cancel()
 	var steps []step
 	for _, g := range groups {
 		for _, op := range g.ops {
@@ -339,8 +402,15 @@ func (w *writer) tx(groups []*group) error {
 		}
 	}
 	if w.pg {
+		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+		defer cancel()
 		return w.pipeline(ctx, steps)
 	}
+	// SQLite runs in this process: its lock waits are bounded by
+	// busy_timeout, and a context that can end would cost each statement a
+	// watcher goroutine and a progress callback in the driver, and the
+	// transaction one in database/sql.
+	ctx := context.Background()
 	if err := w.prepare(ctx); err != nil {
 		return err
 	}

@@ -577,3 +577,60 @@ func directAdd(db *sql.DB, m *ferry.Message, u *ferry.Usage) error {
 	}
 	return tx.Commit()
 }
+
+// SubmitLater groups wait for company: several of them, and a Submit group
+// that follows, share one commit, and each of Sync and a Submit group's
+// Wait commits them without waiting out lateLinger.
+func TestWriterSubmitLater(t *testing.T) {
+	eachDB(t, func(t *testing.T, s *store.Store, d config.Database) {
+		newUser(t, s, "u1", "a@example.com")
+		c := newConversation(t, s, "u1")
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// A SubmitLater group's own Wait does not hurry it, so groups
+		// submitted a millisecond apart, and the Submit group after them,
+		// commit together once someone needs them. (A round that a busy
+		// machine stretched past half of lateLinger, 10 ms, is run again.)
+		for round := 1; ; round++ {
+			before := s.WriteStats().Commits
+			start := time.Now()
+			var late []*store.Pending
+			for range 3 {
+				late = append(late, s.SubmitLater(store.InsertUsage(usage("u1"))))
+				go late[len(late)-1].Wait(ctx)
+				time.Sleep(time.Millisecond)
+			}
+			soon := s.Submit(store.InsertMessage(message(c.ID, ferry.RoleUserMsg, ferry.StatusComplete)))
+			took := time.Since(start)
+			if err := soon.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitAll(t, late)
+			if took > 5*time.Millisecond && round < 10 {
+				continue
+			}
+			if n := s.WriteStats().Commits - before; n != 1 {
+				t.Fatalf("%d commits for three SubmitLater groups and a Submit group, want 1", n)
+			}
+			break
+		}
+
+		// Sync commits a SubmitLater group at once: it is read back.
+		s.SubmitLater(store.InsertUsage(usage("u1")))
+		start := time.Now()
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(mustUsage(t, s, "u1")); n%3 != 1 {
+			t.Fatalf("%d usage entries after Sync, want 3 a round and 1", n)
+		}
+		t.Logf("Sync of a SubmitLater group took %v", time.Since(start))
+
+		// Unhurried, a SubmitLater group still commits by itself.
+		if err := s.SubmitLater(store.InsertUsage(usage("u1"))).Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
