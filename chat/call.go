@@ -64,11 +64,12 @@ type Result struct {
 
 // Start is the funnel's entry: it routes model (as a client names it: "",
 // "provider/name" or a bare name), checks that the provider takes every
-// part of req, and admits the call. req.Model is set to the routed name.
-// Errors: Invalid (unknown or unconfigured model, a part the provider does
-// not take), Unavailable (the server is shutting down), and whatever Admit
-// refuses with. Until it finishes, the call is among the active ones that
-// Stop and CancelUser end.
+// part and sampling parameter of req, and admits the call. req.Model is
+// set to the routed name. Errors: Invalid (unknown or unconfigured model,
+// a part the provider does not take, a sampling parameter it cannot honour,
+// which the error's field names), Unavailable (the server is shutting
+// down), and whatever Admit refuses with. Until it finishes, the call is
+// among the active ones that Stop and CancelUser end.
 func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model string, req llm.Request) (*Call, error) {
 	if s.active.isStopped() {
 		return nil, errStopping
@@ -84,6 +85,9 @@ func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model
 					fmt.Sprintf("%s models do not take %s parts", provider.Name(), part.Kind))
 			}
 		}
+	}
+	if err := req.Sampling.Check(provider.Name(), provider.Supports()); err != nil {
+		return nil, err
 	}
 	req.Model = name
 	c := &Call{Principal: p, Endpoint: endpoint, Provider: provider.Name(), Model: name, Request: req, svc: s, provider: provider}

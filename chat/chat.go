@@ -76,6 +76,8 @@ type Request struct {
 	MaxTokens      int    // 0: the configured default
 	ConversationID string // empty: start a new conversation
 	Endpoint       string // for the usage log, e.g. "/ai/chat/stream"
+	// Sampling is passed on to the model; zero: the upstream's defaults.
+	Sampling llm.Sampling
 }
 
 // maxMessageRunes bounds one message; the body limit bounds it in bytes too.
@@ -148,6 +150,7 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 		System:    system,
 		Messages:  History(history, req.Message, s.opts.ContextTokens-EstimateTokens(system)),
 		MaxTokens: maxTokens,
+		Sampling:  req.Sampling,
 	})
 	if err != nil {
 		return nil, err

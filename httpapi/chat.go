@@ -14,11 +14,13 @@ import (
 
 // chatBody is the seed's ChatRequest, plus conversation_id.
 type chatBody struct {
-	Message        string `json:"message" minLength:"1" doc:"The user's message."`
-	SystemPrompt   string `json:"system_prompt,omitempty" doc:"System prompt; default FERRY_SYSTEM_PROMPT."`
-	Model          string `json:"model,omitempty" maxLength:"200" doc:"provider/model, or a bare name (claude-* is Anthropic); default FERRY_DEFAULT_MODEL." example:"claude-sonnet-4-6"`
-	MaxTokens      int    `json:"max_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens; default 4096."`
-	ConversationID string `json:"conversation_id,omitempty" maxLength:"64" doc:"Continue this conversation; its earlier messages are sent as history. Absent: a new conversation."`
+	Message        string   `json:"message" minLength:"1" doc:"The user's message."`
+	SystemPrompt   string   `json:"system_prompt,omitempty" doc:"System prompt; default FERRY_SYSTEM_PROMPT."`
+	Model          string   `json:"model,omitempty" maxLength:"200" doc:"provider/model, or a bare name (claude-* is Anthropic); default FERRY_DEFAULT_MODEL." example:"claude-sonnet-4-6"`
+	MaxTokens      int      `json:"max_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens; default 4096."`
+	ConversationID string   `json:"conversation_id,omitempty" maxLength:"64" doc:"Continue this conversation; its earlier messages are sent as history. Absent: a new conversation."`
+	Temperature    *float64 `json:"temperature,omitempty" minimum:"0" maximum:"2" doc:"Sampling temperature; Anthropic models take 0 to 1, and above that answer 400. Default: the model's."`
+	TopP           *float64 `json:"top_p,omitempty" minimum:"0" maximum:"1" doc:"Nucleus sampling: draw from the likeliest tokens whose probabilities add up to top_p. Default: the model's."`
 }
 
 type chatInput struct {
@@ -27,7 +29,7 @@ type chatInput struct {
 
 func (b chatBody) request(endpoint string) chat.Request {
 	return chat.Request{Message: b.Message, SystemPrompt: b.SystemPrompt, Model: b.Model, MaxTokens: b.MaxTokens,
-		ConversationID: b.ConversationID, Endpoint: endpoint}
+		ConversationID: b.ConversationID, Endpoint: endpoint, Sampling: llm.Sampling{Temperature: b.Temperature, TopP: b.TopP}}
 }
 
 // Events of /ai/chat/stream besides the seed's {"text"} and {"done"}; old

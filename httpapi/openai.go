@@ -81,9 +81,9 @@ func (openAIShape) body(status int, fe *ferry.Error) any {
 	return e
 }
 
-// completionRequest is the part of a Chat Completions request Ferry reads.
-// Other fields OpenAI's SDKs send (temperature, top_p, user, seed, …) are
-// accepted and ignored.
+// completionRequest is a Chat Completions request. Of the fields it does
+// not name, those Ferry cannot relay are refused and the others kept as
+// they were sent (see openai_params.go).
 type completionRequest struct {
 	_                   struct{}            `json:"-" additionalProperties:"true"`
 	Model               string              `json:"model" maxLength:"200" doc:"provider/model, or a bare name routed as /ai/chat routes it (claude-* is Anthropic, gpt-* OpenAI, llama3.2 Ollama); empty: FERRY_DEFAULT_MODEL." example:"anthropic/claude-sonnet-4-6"`
@@ -92,7 +92,18 @@ type completionRequest struct {
 	StreamOptions       *streamOptions      `json:"stream_options,omitempty"`
 	MaxTokens           int                 `json:"max_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens (older name of max_completion_tokens)."`
 	MaxCompletionTokens int                 `json:"max_completion_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens; default: the provider's."`
-	N                   int                 `json:"n,omitempty" minimum:"1" maximum:"1" doc:"Only one choice is supported."`
+	N                   *int                `json:"n,omitempty" doc:"Only 1: Ferry returns one choice; anything else is a 400."`
+	Logprobs            *bool               `json:"logprobs,omitempty" doc:"Only false: log probabilities are not supported; true is a 400."`
+	Temperature         *float64            `json:"temperature,omitempty" doc:"0 to 2; Anthropic models take 0 to 1. Outside the provider's range: a 400. Default: the model's."`
+	TopP                *float64            `json:"top_p,omitempty" doc:"0 to 1. Default: the model's."`
+	Stop                stopSequences       `json:"stop,omitempty"`
+	Seed                *int64              `json:"seed,omitempty" doc:"OpenAI-compatible servers and Ollama; Anthropic: a 400."`
+	PresencePenalty     *float64            `json:"presence_penalty,omitempty" doc:"-2 to 2; OpenAI-compatible servers and Ollama; Anthropic: a 400 unless 0."`
+	FrequencyPenalty    *float64            `json:"frequency_penalty,omitempty" doc:"-2 to 2; OpenAI-compatible servers and Ollama; Anthropic: a 400 unless 0."`
+	ResponseFormat      *responseFormat     `json:"response_format,omitempty"`
+	User                string              `json:"user,omitempty" doc:"An opaque id of your end user: OpenAI's user, Anthropic's metadata.user_id; Ollama has none and goes without."`
+
+	others map[string]json.RawMessage // the fields not named above, as sent
 }
 
 type streamOptions struct {
@@ -168,7 +179,8 @@ type completion struct {
 
 // newCompletion checks the request and sends it through the chat funnel's
 // Start. Errors: Invalid (naming the setting when the model's provider is
-// not configured), and those of chat.Service.Start.
+// not configured; naming the parameter when Ferry or the provider cannot
+// honour it), and those of chat.Service.Start.
 func newCompletion(ctx context.Context, c *chat.Service, who *ferry.Principal, b *completionRequest) (*completion, error) {
 	var req llm.Request
 	var system []string
@@ -194,6 +206,10 @@ func newCompletion(ctx context.Context, c *chat.Service, who *ferry.Principal, b
 	req.MaxTokens = b.MaxCompletionTokens
 	if req.MaxTokens == 0 {
 		req.MaxTokens = b.MaxTokens
+	}
+	var err error
+	if req.Sampling, err = b.sampling(); err != nil {
+		return nil, err
 	}
 	call, err := c.Start(ctx, who, "/v1/chat/completions", b.Model, req)
 	if err != nil {
@@ -295,7 +311,11 @@ func chatCompletionsOperation(reg huma.Registry) huma.Operation {
 		Description: "For OpenAI's SDKs: base URL <ferry>/v1, API key a Ferry API key (fk_…) or access token. " +
 			"With stream: chat.completion.chunk events, a usage chunk when stream_options.include_usage, then data: [DONE]; " +
 			"a failure after the first chunk arrives as data: {\"error\": …} before [DONE]. Nothing is stored as a conversation; " +
-			"every call is written to the usage log.",
+			"every call is written to the usage log. Sampling parameters reach the provider under its own names; " +
+			"one the provider cannot honour is a 400 whose param names it, and so are tools, tool_choice, functions, " +
+			"function_call, audio, modalities other than [\"text\"], top_logprobs, logprobs: true and n other than 1. " +
+			"Other fields reach OpenAI-compatible servers as sent; for Anthropic and Ollama they are a 400, " +
+			"except metadata, store, service_tier, parallel_tool_calls, prompt_cache_key and safety_identifier, which they go without.",
 		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or with stream an event stream of chat.completion.chunk.",
 			Content: map[string]*huma.MediaType{
 				"application/json":  {Schema: reg.Schema(reflect.TypeFor[chatCompletion](), true, "")},

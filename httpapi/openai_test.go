@@ -78,7 +78,9 @@ func (g *gateway) usage(t *testing.T, n int) []*ferry.Usage {
 var tricky = []string{"第一行\n", "\"引号\" and 'single'", "\\ 中文", "\n\n", "data: [DONE]\n", " <&> ", "emoji 🙂", "\r\n end"}
 
 // TestOpenAIRequestShapes sends what other clients send: content as arrays
-// of text parts, developer messages, nulls and fields Ferry ignores.
+// of text parts, developer messages, nulls, parameters at values that ask
+// for nothing, and fields that change nothing in the answer (which
+// Anthropic goes without).
 func TestOpenAIRequestShapes(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t, gatewayOptions{only: []string{"anthropic"}})
@@ -92,8 +94,9 @@ func TestOpenAIRequestShapes(t *testing.T) {
 			{"role": "assistant", "content": null, "refusal": null},
 			{"role": "user", "content": "again"}
 		],
-		"temperature": 0.7, "top_p": 1, "n": 1, "user": "u", "seed": 1, "stop": null, "max_tokens": null,
-		"stream": false, "stream_options": null, "presence_penalty": 0, "logit_bias": {}, "metadata": {"a": "b"}
+		"temperature": 0.7, "top_p": 1, "n": 1, "user": "u", "seed": null, "stop": null, "max_tokens": null,
+		"stream": false, "stream_options": null, "presence_penalty": 0, "logit_bias": {}, "metadata": {"a": "b"},
+		"tools": null, "tool_choice": "none", "logprobs": false, "response_format": {"type": "text"}
 	}`)
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
@@ -185,7 +188,7 @@ func TestOpenAIErrorsBeforeStream(t *testing.T) {
 		{name: "system only", cred: g.key, body: map[string]any{"model": "gpt-4o-mini", "messages": []map[string]any{{"role": "system", "content": "x"}}},
 			status: 400, typ: "invalid_request_error", param: "messages"},
 		{name: "two choices", cred: g.key, body: map[string]any{"model": "gpt-4o-mini", "messages": msgs, "n": 2},
-			status: 422, typ: "invalid_request_error", param: "n"},
+			status: 400, typ: "invalid_request_error", param: "n", says: "one choice"},
 		{name: "image part", cred: g.key, body: map[string]any{"model": "gpt-4o-mini", "messages": []map[string]any{{"role": "user",
 			"content": []map[string]any{{"type": "image_url", "image_url": map[string]string{"url": "http://x/y.png"}}}}}},
 			status: 400, typ: "invalid_request_error", param: "messages[0].content", says: "image_url"},

@@ -109,7 +109,7 @@ func TestRequestSampling(t *testing.T) {
 	for k, want := range map[string]string{"temperature": `0`, "top_p": `0.9`, "stop": `["\n","END"]`, "seed": `-42`,
 		"presence_penalty": `-1.5`, "frequency_penalty": `2`, "user": `"user-7"`,
 		"response_format": `{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"},"strict":true}}`,
-		"logit_bias": `{"50256": -100}`, "store": `false`} {
+		"logit_bias":      `{"50256": -100}`, "store": `false`} {
 		if got := string(fields[k]); got != want {
 			t.Errorf("%s = %s, want %s", k, got, want)
 		}
