@@ -106,10 +106,18 @@ func TestRequestSampling(t *testing.T) {
 		t.Fatalf("body = %s", up.Body)
 	}
 	fields := topLevel(t, up)
-	for k, want := range map[string]string{"temperature": `0`, "top_p": `0.9`, "stop": `["\n","END"]`, "seed": `-42`,
-		"presence_penalty": `-1.5`, "frequency_penalty": `2`, "user": `"user-7"`,
-		"response_format": `{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"},"strict":true}}`,
-		"logit_bias":      `{"50256": -100}`, "store": `false`} {
+	for k, want := range map[string]string{
+		"temperature":       `0`,
+		"top_p":             `0.9`,
+		"stop":              `["\n","END"]`,
+		"seed":              `-42`,
+		"presence_penalty":  `-1.5`,
+		"frequency_penalty": `2`,
+		"user":              `"user-7"`,
+		"response_format":   `{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"},"strict":true}}`,
+		"logit_bias":        `{"50256": -100}`, // as the client wrote it
+		"store":             `false`,
+	} {
 		if got := string(fields[k]); got != want {
 			t.Errorf("%s = %s, want %s", k, got, want)
 		}
