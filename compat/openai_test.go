@@ -2,6 +2,7 @@ package compat_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/ferryhq/ferry/llm/llmtest"
 	"github.com/ferryhq/ferry/store/storetest"
@@ -249,5 +251,86 @@ func TestOpenAIModels(t *testing.T) {
 	}
 	if resp := g.send(t, "GET", "/v1/models", ""); resp.StatusCode != 401 {
 		t.Errorf("unauthenticated: status %d", resp.StatusCode)
+	}
+}
+
+// TestOpenAIClientSamplingReachesUpstream checks that the SDK's sampling
+// parameters reach each provider under its own names, and that what Ferry
+// cannot honour (tools; a seed for Anthropic) comes back as an SDK error
+// whose message and param name the parameter.
+func TestOpenAIClientSamplingReachesUpstream(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayOptions{})
+	g.fake.SetScript(llmtest.Script{Deltas: []string{"ok"}})
+	want := map[string]map[string]string{
+		"anthropic": {"temperature": `0`, "top_p": `0.5`, "stop_sequences": `["END"]`, "metadata": `{"user_id":"someone"}`},
+		"openai":    {"temperature": `0`, "top_p": `0.5`, "stop": `["END"]`, "user": `"someone"`, "seed": `7`, "presence_penalty": `0.5`},
+		"ollama":    {"options": `{"temperature":0,"top_p":0.5,"stop":["END"],"seed":7,"presence_penalty":0.5}`},
+	}
+	for _, rt := range routes {
+		params := sdk.ChatCompletionNewParams{
+			Model:       sdk.ChatModel(rt.model),
+			Messages:    []sdk.ChatCompletionMessageParamUnion{sdk.UserMessage("hi")},
+			Temperature: sdk.Float(0),
+			TopP:        sdk.Float(0.5),
+			Stop:        sdk.ChatCompletionNewParamsStopUnion{OfString: sdk.String("END")},
+			User:        sdk.String("someone"),
+		}
+		if rt.provider != "anthropic" {
+			params.Seed, params.PresencePenalty = sdk.Int(7), sdk.Float(0.5)
+		}
+		if _, err := g.client().Chat.Completions.New(t.Context(), params); err != nil {
+			t.Fatalf("%s: %v", rt.provider, err)
+		}
+		var got map[string]json.RawMessage
+		if err := g.fake.Last().JSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want[rt.provider] {
+			if string(got[k]) != v {
+				t.Errorf("%s: upstream %s = %s, want %s", rt.provider, k, got[k], v)
+			}
+		}
+	}
+
+	var apiErr *sdk.Error
+	before := len(g.fake.Requests())
+	_, err := g.client().Chat.Completions.New(t.Context(), sdk.ChatCompletionNewParams{
+		Model:    "gpt-4o-mini",
+		Messages: []sdk.ChatCompletionMessageParamUnion{sdk.UserMessage("what time is it?")},
+		Tools:    []sdk.ChatCompletionToolUnionParam{sdk.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "now"})},
+	})
+	// The SDK's Error() gives only the status; its Message is Ferry's.
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "tools" ||
+		!strings.HasPrefix(apiErr.Message, "tools: ") || !strings.Contains(apiErr.Message, "not supported") {
+		t.Errorf("tools: %v (%+v)", err, apiErr)
+	}
+	stream := g.client().Chat.Completions.NewStreaming(t.Context(), sdk.ChatCompletionNewParams{
+		Model:    "anthropic/claude-sonnet-4-6",
+		Messages: []sdk.ChatCompletionMessageParamUnion{sdk.UserMessage("hi")},
+		Seed:     sdk.Int(7),
+	})
+	for stream.Next() {
+		t.Error("a chunk for a seed Anthropic cannot honour")
+	}
+	if !errors.As(stream.Err(), &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "seed" || !strings.Contains(apiErr.Message, "anthropic") {
+		t.Errorf("seed for Anthropic, streaming: %v", stream.Err())
+	}
+	stream.Close()
+	if n := len(g.fake.Requests()) - before; n != 0 {
+		t.Errorf("%d refused requests reached the upstream", n)
+	}
+}
+
+// TestOpenAIClientUnknownRoute checks that a /v1 route Ferry does not
+// serve answers in OpenAI's error shape, so that the SDK shows why.
+func TestOpenAIClientUnknownRoute(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayOptions{only: []string{"ollama"}})
+	_, err := g.client().Embeddings.New(t.Context(), sdk.EmbeddingNewParams{
+		Model: "text-embedding-3-small", Input: sdk.EmbeddingNewParamsInputUnion{OfString: sdk.String("hi")}})
+	var apiErr *sdk.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || !strings.Contains(apiErr.Message, "/v1/embeddings") {
+		t.Errorf("embeddings: %v", err)
 	}
 }
