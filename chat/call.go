@@ -195,17 +195,18 @@ func (c *Call) stream(ctx context.Context, progress func(), fn func(llm.Delta) e
 }
 
 // finish records how the call ended: the turn's answer and the usage-log
-// entry are queued (nothing waits for them), the call leaves the active
+// entry are queued (nothing waits for them, and they may share a commit
+// with the next calls' writes: see store.SubmitLater), the call leaves the active
 // ones, then the admission is released and the observers told.
 func (c *Call) finish(ctx context.Context, res *Result, err error) {
 	var answer *store.Pending
 	if c.answer != nil {
-		answer = c.svc.store.Submit(c.answer(res, err))
+		answer = c.svc.store.SubmitLater(c.answer(res, err))
 	}
 	// The usage entry is a group of its own, so that it is kept when the
 	// answer's row is gone (its conversation or user was deleted while the
 	// call ran).
-	logged := c.svc.store.Submit(store.InsertUsage(c.usage(res)))
+	logged := c.svc.store.SubmitLater(store.InsertUsage(c.usage(res)))
 	c.svc.active.remove(c)
 	go func() {
 		// The answer has been given; a write that fails for good is only
