@@ -134,7 +134,13 @@ func TestShutdownEndsAndSavesModelCalls(t *testing.T) {
 			// its end).
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				reqs := fake.Requests()
+				// The model lists the start-up report asked for are GETs.
+				var reqs []*llmtest.Request
+				for _, r := range fake.Requests() {
+					if r.Method == http.MethodPost {
+						reqs = append(reqs, r)
+					}
+				}
 				going := 0
 				for _, r := range reqs {
 					if r.DeltasSent() > 1 {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,14 +11,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/joho/godotenv"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/config"
@@ -36,14 +31,14 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = ""
 
-// errUsage means the usage text was already printed; main only exits 1.
-var errUsage = errors.New("usage")
-
 // environment is the process's outside world, passed in so tests can run
 // the binary in-process with their own settings.
 type environment struct {
 	getenv   func(string) string
 	readFile func(string) ([]byte, error)
+	// readPassword shows prompt on the terminal and reads a line typed
+	// there without echoing it; nil when standard input is no terminal.
+	readPassword func(ctx context.Context, prompt string) (string, error)
 }
 
 // lookup returns a setting from the environment, else from ./.env, the way
@@ -67,85 +62,36 @@ func (e environment) lookup() (func(string) string, error) {
 	}, nil
 }
 
-const usage = `Ferry: a self-hosted AI application backend.
-
-Usage:
-  ferry [serve] [--addr host:port]   run the server (the default)
-  ferry migrate [--status]           apply database migrations and show them
-  ferry user create --email E --password-stdin [--name N] [--admin]
-  ferry user unblock (--email E | --address A)
-  ferry version
-
-Run "ferry COMMAND --help" for a command's flags; "ferry serve --help" lists every setting.
-`
-
-func run(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "serve":
-		return serve(ctx, args, env, stdout, stderr)
-	case "migrate":
-		return migrate(ctx, args, env, stdout, stderr)
-	case "user":
-		return user(ctx, args, env, stdin, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "ferry", buildVersion())
-		return nil
-	case "help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
-	return errUsage
-}
-
-// newFlags returns a flag set that prints its usage, and the settings table
-// when withSettings, to stderr.
-func newFlags(name, synopsis string, stderr io.Writer, withSettings bool) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-		if withSettings {
-			fmt.Fprintln(stderr, "\nSettings (environment, or a .env file in the working directory):")
-			tw := tabwriter.NewWriter(stderr, 2, 4, 2, ' ', 0)
-			for _, s := range config.Settings {
-				def := s.Default
-				if def == "" {
-					def = "(empty)"
-				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Env, def, s.Doc)
-			}
-			tw.Flush()
-		}
-	}
-	return fs
-}
-
-// parse parses args, turning -h into errUsage after the usage was printed.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return errUsage
-	}
-	return nil
-}
-
-func loadConfig(env environment, addr string) (*config.Config, error) {
-	lookup, err := env.lookup()
+// loadConfig loads the settings. A command that signs no tokens (needsKey
+// false: migrate, the user commands) runs without SECRET_KEY on
+// PostgreSQL too, where serve requires it; a SECRET_KEY that is set is
+// checked all the same.
+func (c *cli) loadConfig(addr string, needsKey bool) (*config.Config, error) {
+	lookup, err := c.env.lookup()
 	if err != nil {
 		return nil, err
 	}
-	return config.Load(lookup, addr)
+	if needsKey || lookup("SECRET_KEY") != "" {
+		return config.Load(lookup, addr)
+	}
+	// Load insists on a key with PostgreSQL: give it one that signs
+	// nothing, and forget it.
+	cfg, err := config.Load(func(k string) string {
+		if k == "SECRET_KEY" {
+			return unusedSecretKey
+		}
+		return lookup(k)
+	}, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.SecretKey = ""
+	return cfg, nil
 }
+
+// unusedSecretKey stands in for SECRET_KEY while a command that signs no
+// tokens loads its settings; see loadConfig.
+const unusedSecretKey = "unused: this command signs no tokens"
 
 // openStore opens and migrates the configured database.
 func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
@@ -160,17 +106,26 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 	return st, nil
 }
 
-func serve(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "ferry serve [--addr host:port]", stderr, true)
-	addr := fs.String("addr", "", "address to listen on (default from HOST and PORT: 127.0.0.1:8000)")
-	if err := parse(fs, args); err != nil {
+var serveCommand = &cliCommand{
+	name:    "serve",
+	args:    "[--addr host:port]",
+	summary: "run the server (the default command)",
+	about: `Serve runs the HTTP API. At start it logs the address it listens on, the URL
+of the API docs, and whether each model provider answered.`,
+	settings: true,
+	run:      serve,
+}
+
+func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
+	addr := f.String("addr", "", "address to listen on; overrides HOST and PORT")
+	if err := f.parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(env, *addr)
+	cfg, err := c.loadConfig(*addr, true)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stdout, cfg.LogLevel)
+	log := newLogger(c.stdout, cfg.LogLevel)
 
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -223,7 +178,9 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 		}
 	}
 
-	router, ollamaProvider, err := newRouter(cfg)
+	tr := upstreamTransport(cfg)
+	endpoints := upstreams(cfg)
+	router, ollamaProvider, err := newRouter(cfg, endpoints, tr)
 	if err != nil {
 		return err
 	}
@@ -282,6 +239,18 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	// The report waits on upstreams for up to probeTimeout, while the
+	// server already answers; it is over before run returns.
+	reported := make(chan struct{})
+	reportCtx, stopReport := context.WithCancel(ctx)
+	go func() {
+		defer close(reported)
+		report(reportCtx, log, ln.Addr(), endpoints, tr)
+	}()
+	defer func() {
+		stopReport()
+		<-reported
+	}()
 	select {
 	case err := <-served:
 		return err
@@ -291,36 +260,66 @@ func serve(ctx context.Context, args []string, env environment, stdout, stderr i
 	return nil
 }
 
-// newRouter builds the providers the settings enable, each retrying
-// failures that happen before its first token, and routes between them. It
-// returns the Ollama provider too, for Ollama's own API at /ollama/*.
-func newRouter(cfg *config.Config) (*llm.Router, *ollama.Provider, error) {
-	// One client for every upstream: no overall timeout (answers stream for
-	// minutes; chat bounds each call with FERRY_UPSTREAM_TIMEOUT and the
-	// silence between its chunks with FERRY_UPSTREAM_IDLE_TIMEOUT), the
-	// wait for response headers bounded by FERRY_UPSTREAM_HEADER_TIMEOUT,
-	// and enough idle connections per host that many concurrent streams
-	// reuse them instead of opening new ones. Small buffers: a stream's
-	// events are small, and each open stream holds its connection's buffers.
+// upstreamTransport returns the one transport every upstream is reached
+// through: no overall timeout (answers stream for minutes; chat bounds each
+// call with FERRY_UPSTREAM_TIMEOUT and the silence between its chunks with
+// FERRY_UPSTREAM_IDLE_TIMEOUT), the wait for response headers bounded by
+// FERRY_UPSTREAM_HEADER_TIMEOUT, and enough idle connections per host that
+// many concurrent streams reuse them instead of opening new ones. Small
+// buffers: a stream's events are small, and each open stream holds its
+// connection's buffers.
+func upstreamTransport(cfg *config.Config) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 512
 	tr.ResponseHeaderTimeout = cfg.UpstreamHeaderTimeout
 	tr.ReadBufferSize = 4 << 10
 	tr.WriteBufferSize = 1 << 10
-	hc := &http.Client{Transport: tr}
+	return tr
+}
 
-	var providers []llm.Provider
+// upstreams returns the model providers the settings enable, in the order
+// Anthropic, OpenAI, Ollama; Ollama always, at its default address when
+// OLLAMA_BASE_URL is not set.
+func upstreams(cfg *config.Config) []llm.Endpoint {
+	var es []llm.Endpoint
 	if cfg.AnthropicAPIKey != "" {
-		providers = append(providers, anthropic.New(anthropic.Config{APIKey: cfg.AnthropicAPIKey, BaseURL: cfg.AnthropicBaseURL, HTTPClient: hc}))
+		es = append(es, llm.Endpoint{Name: llm.Anthropic, URLSetting: "ANTHROPIC_BASE_URL", BaseURL: cfg.AnthropicBaseURL,
+			New: func(hc *http.Client) llm.Provider {
+				return anthropic.New(anthropic.Config{APIKey: cfg.AnthropicAPIKey, BaseURL: cfg.AnthropicBaseURL, HTTPClient: hc})
+			}})
 	}
 	if cfg.OpenAIConfigured() {
-		providers = append(providers, openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL, HTTPClient: hc}))
+		es = append(es, llm.Endpoint{Name: llm.OpenAI, URLSetting: "OPENAI_BASE_URL", BaseURL: cfg.OpenAIBaseURL,
+			New: func(hc *http.Client) llm.Provider {
+				return openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL, HTTPClient: hc})
+			}})
 	}
-	o := ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, HTTPClient: hc})
-	providers = append(providers, o)
-	for i, p := range providers {
-		providers[i] = llm.WithRetry(p, llm.RetryPolicy{})
+	return append(es, llm.Endpoint{Name: llm.Ollama, URLSetting: "OLLAMA_BASE_URL", BaseURL: cfg.OllamaBaseURL,
+		New: func(hc *http.Client) llm.Provider { return newOllama(cfg, hc) }})
+}
+
+func newOllama(cfg *config.Config, hc *http.Client) *ollama.Provider {
+	return ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, HTTPClient: hc})
+}
+
+// newRouter builds the providers of endpoints on tr, each retrying failures
+// that happen before its first token and explaining a 404 that comes from
+// a wrong base URL (llm.WithBaseCheck), and routes between them. It returns
+// the Ollama provider too, for Ollama's own API at /ollama/*.
+func newRouter(cfg *config.Config, endpoints []llm.Endpoint, tr http.RoundTripper) (*llm.Router, *ollama.Provider, error) {
+	hc := &http.Client{Transport: tr}
+	var providers []llm.Provider
+	var o *ollama.Provider
+	for _, e := range endpoints {
+		var p llm.Provider
+		if e.Name == llm.Ollama {
+			o = newOllama(cfg, hc)
+			p = o
+		} else {
+			p = e.New(hc)
+		}
+		providers = append(providers, llm.WithRetry(llm.WithBaseCheck(p, e, tr), llm.RetryPolicy{}))
 	}
 	router, err := llm.NewRouter(cfg.DefaultModel, providers...)
 	return router, o, err
@@ -370,176 +369,6 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-func migrate(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
-	fs := newFlags("migrate", "ferry migrate [--status]", stderr, false)
-	statusOnly := fs.Bool("status", false, "show which migrations are applied without applying any")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(env, "")
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.Database)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if !*statusOnly {
-		if err := st.Migrate(ctx); err != nil {
-			return err
-		}
-	}
-	ms, err := st.Migrations(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
-	for _, m := range ms {
-		applied := "pending"
-		if m.AppliedAt != nil {
-			applied = m.AppliedAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%04d\t%s\t%s\n", m.Version, m.Name, applied)
-	}
-	return tw.Flush()
-}
-
-const userUsage = `Usage:
-  ferry user create --email E --password-stdin [--name N] [--admin]
-  ferry user unblock (--email E | --address A)
-`
-
-func user(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "create":
-			return userCreate(ctx, args[1:], env, stdin, stdout, stderr)
-		case "unblock":
-			return userUnblock(ctx, args[1:], env, stdout, stderr)
-		}
-	}
-	fmt.Fprint(stderr, userUsage)
-	return errUsage
-}
-
-func userCreate(ctx context.Context, args []string, env environment, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("user create", "ferry user create --email E --password-stdin [--name N] [--admin]", stderr, false)
-	email := fs.String("email", "", "the user's email (required)")
-	name := fs.String("name", "", "the user's display name")
-	isAdmin := fs.Bool("admin", false, "make the user an admin")
-	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required, so it never sits in shell history)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *email == "" || !*fromStdin {
-		fs.Usage()
-		return errUsage
-	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return err
-	}
-	password := strings.TrimRight(line, "\r\n")
-	cfg, err := loadConfig(env, "")
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	role := ferry.RoleUser
-	if *isAdmin {
-		role = ferry.RoleAdmin
-	}
-	secret, err := secretKey(cfg)
-	if err != nil {
-		return err
-	}
-	tokens, err := auth.NewTokens(secret)
-	if err != nil {
-		return err
-	}
-	svc := auth.NewService(st, tokens, limit.NewMemoryFailures(limit.DefaultPolicy, time.Now), auth.ServiceOptions{})
-	u, err := svc.CreateUser(ctx, *email, password, *name, role)
-	if err != nil {
-		var fe *ferry.Error
-		if errors.As(err, &fe) {
-			return errors.New(fe.Message)
-		}
-		return err
-	}
-	fmt.Fprintf(stdout, "created %s %s (%s)\n", u.Role, u.Email, u.ID)
-	return nil
-}
-
-func userUnblock(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
-	fs := newFlags("user unblock", "ferry user unblock (--email E | --address A)", stderr, false)
-	email := fs.String("email", "", "lift the sign-in blocks on this user's account, from every address")
-	address := fs.String("address", "", "lift the sign-in and registration blocks on this client IP address")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if (*email == "") == (*address == "") {
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := loadConfig(env, "")
-	if err != nil {
-		return err
-	}
-	if cfg.RedisURL == "" {
-		// Without Redis the counts live in the server's memory, out of this
-		// process's reach.
-		return errors.New("without REDIS_URL, blocks are kept in the server's memory: lift them with POST /users/{id}/unblock as an admin, or restart the server")
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	rdb, err := openRedis(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	failures, registrations := limits(rdb)
-	svc := auth.NewService(st, nil, failures, auth.ServiceOptions{Registrations: registrations})
-	if *address != "" {
-		if err := svc.UnblockAddress(ctx, *address); err != nil {
-			return publicError(err)
-		}
-		fmt.Fprintf(stdout, "unblocked address %s\n", *address)
-		return nil
-	}
-	e, err := auth.NormalizeEmail(*email)
-	if err != nil {
-		return publicError(err)
-	}
-	u, err := st.UserByEmail(ctx, e)
-	if err != nil {
-		return publicError(err)
-	}
-	if err := svc.UnblockUser(ctx, u.ID); err != nil {
-		return publicError(err)
-	}
-	fmt.Fprintf(stdout, "unblocked %s (%s)\n", u.Email, u.ID)
-	return nil
-}
-
-// publicError is err as a command prints it: a *ferry.Error's message
-// alone, without the wrapping meant for logs.
-func publicError(err error) error {
-	var fe *ferry.Error
-	if errors.As(err, &fe) {
-		return errors.New(fe.Message)
-	}
-	return err
 }
 
 func buildVersion() string {
