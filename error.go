@@ -1,9 +1,13 @@
 package ferry
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
+	"unicode/utf8"
 )
 
 // Code classifies an Error. The set is fixed; httpapi maps each code to one
@@ -63,4 +67,35 @@ func ErrorCode(err error) Code {
 		return e.Code
 	}
 	return Internal
+}
+
+// InvalidJSON returns an Invalid error that says where body stopped being
+// JSON, "invalid JSON at byte N: …" (N counting from 1, with the line and
+// column when body has several lines), when err is a syntax error from
+// decoding it: a *json.SyntaxError, or io.ErrUnexpectedEOF from a
+// json.Decoder. For any other err, nil included, it returns nil.
+func InvalidJSON(body []byte, err error) *Error {
+	var se *json.SyntaxError
+	var at int64
+	what := "the body ends before the JSON does"
+	switch {
+	case errors.As(err, &se):
+		at = se.Offset
+		if se.Error() != "unexpected end of JSON input" {
+			what = se.Error()
+		}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		at = int64(len(body))
+	default:
+		return nil
+	}
+	at = min(max(at, 1), int64(len(body)))
+	msg := fmt.Sprintf("invalid JSON at byte %d", at)
+	if bytes.IndexByte(body, '\n') >= 0 {
+		before := body[:max(at-1, 0)]
+		line := bytes.Count(before, []byte("\n")) + 1
+		col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+		msg += fmt.Sprintf(" (line %d, column %d)", line, col)
+	}
+	return &Error{Code: Invalid, Message: msg + ": " + what, Err: err}
 }

@@ -21,7 +21,9 @@ const (
 )
 
 const (
-	// tokenLeeway absorbs clock skew between instances that share the key.
+	// tokenLeeway absorbs clock skew between instances that share the key:
+	// a token is taken this long after it expires, and this long before it
+	// was issued or became valid (README says so).
 	tokenLeeway = 10 * time.Second
 	// maxTokenLen is far above what Issue produces; longer input is refused
 	// before any decoding work.
@@ -181,18 +183,27 @@ func (t *Tokens) Issue(userID, sessionID string) (token string, expiresAt time.T
 
 // Parse checks token's algorithm (HS256 only), signature, issuer and times,
 // and that it names a user, a session and an id. Any failure is an
-// Unauthorized *ferry.Error whose message says nothing about which check
-// failed; the cause is in its Err, for logs.
+// Unauthorized *ferry.Error. A token this server signed that has expired
+// says so, and where to get a new one; any other failure's message says
+// nothing about which check failed. The cause is in its Err, for logs.
 func (t *Tokens) Parse(token string) (AccessClaims, error) {
 	if len(token) > maxTokenLen {
 		return AccessClaims{}, invalidToken(errors.New("token too long"))
 	}
 	var c accessClaims
 	if _, err := t.parser.ParseWithClaims(token, &c, t.keyFunc); err != nil {
+		// The signature is checked before the times: an expired token
+		// is one this server issued.
+		if errors.Is(err, jwt.ErrTokenExpired) && !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			return AccessClaims{}, &ferry.Error{Code: ferry.Unauthorized, Message: tokenExpired, Err: err}
+		}
 		return AccessClaims{}, invalidToken(err)
 	}
 	return AccessClaims{UserID: c.Subject, SessionID: c.SessionID, ID: c.ID, ExpiresAt: time.Unix(c.ExpiresAt, 0)}, nil
 }
+
+// tokenExpired is the message of Parse's error for an expired token.
+const tokenExpired = "access token expired; get a new one from POST /auth/refresh"
 
 func invalidToken(cause error) error {
 	return &ferry.Error{Code: ferry.Unauthorized, Message: "invalid or expired token", Err: cause}

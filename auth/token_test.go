@@ -64,7 +64,7 @@ func TestTokensRoundTrip(t *testing.T) {
 		t.Errorf("token refused before it expired: %v", err)
 	}
 	clock.Set(exp.Add(tokenLeeway + time.Second))
-	expectUnauthorized(t, "after expiry", tk, tok)
+	expectRefused(t, "after expiry", tk, tok, tokenExpired)
 
 	// Another TTL and issuer are honoured, and each Tokens refuses the
 	// other's issuer.
@@ -102,7 +102,16 @@ func TestNewTokensRefusesWeakSetup(t *testing.T) {
 	}
 }
 
+// expectUnauthorized checks that Parse refuses tok with the message that
+// says nothing of why.
 func expectUnauthorized(t *testing.T, name string, tk *Tokens, tok string) {
+	t.Helper()
+	expectRefused(t, name, tk, tok, "invalid or expired token")
+}
+
+// expectRefused checks that Parse refuses tok as Unauthorized with message
+// and a cause.
+func expectRefused(t *testing.T, name string, tk *Tokens, tok, message string) {
 	t.Helper()
 	c, err := tk.Parse(tok)
 	var fe *ferry.Error
@@ -110,8 +119,8 @@ func expectUnauthorized(t *testing.T, name string, tk *Tokens, tok string) {
 		t.Errorf("%s: Parse = %+v, %v; want an Unauthorized *ferry.Error", name, c, err)
 		return
 	}
-	if fe.Code != ferry.Unauthorized || fe.Message != "invalid or expired token" || fe.Err == nil {
-		t.Errorf("%s: Parse error = %#v; want Unauthorized, the fixed message and a cause", name, fe)
+	if fe.Code != ferry.Unauthorized || fe.Message != message || fe.Err == nil {
+		t.Errorf("%s: Parse error = %#v; want Unauthorized, %q and a cause", name, fe, message)
 	}
 	if c != (AccessClaims{}) {
 		t.Errorf("%s: Parse returned claims %+v alongside the error", name, c)
@@ -182,7 +191,7 @@ func TestTokensParseRejects(t *testing.T) {
 		"raw secret, not derived key": sign(jwt.SigningMethodHS256, testSecret, claims(nil)),
 		"tampered payload":            seg[0] + "." + b64url(claims(func(c jwt.MapClaims) { c["sub"] = "admin" })) + "." + seg[2],
 		"tampered signature":          seg[0] + "." + seg[1] + "." + flipLast(seg[2]),
-		"expired":                     sign(jwt.SigningMethodHS256, tk.key, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })),
+		"expired, wrong key":          sign(jwt.SigningMethodHS256, wrong.key, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })),
 		"nbf in future":               sign(jwt.SigningMethodHS256, tk.key, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })),
 		"iat in future":               sign(jwt.SigningMethodHS256, tk.key, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() })),
 		"exp wrong type":              sign(jwt.SigningMethodHS256, tk.key, claims(func(c jwt.MapClaims) { c["exp"] = "tomorrow" })),
@@ -198,6 +207,10 @@ func TestTokensParseRejects(t *testing.T) {
 	} {
 		expectUnauthorized(t, name, tk, tok)
 	}
+	// One this server signed says it expired, and what to do; one signed
+	// by another key ("expired, wrong key" above) says nothing of it.
+	expired := sign(jwt.SigningMethodHS256, tk.key, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() }))
+	expectRefused(t, "expired", tk, expired, tokenExpired)
 }
 
 // flipLast changes the last base64url character of s to another valid one.

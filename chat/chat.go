@@ -6,6 +6,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -80,8 +81,9 @@ type Request struct {
 	Sampling llm.Sampling
 }
 
-// maxMessageRunes bounds one message; the body limit bounds it in bytes too.
-const maxMessageRunes = 200_000
+// MaxMessageChars bounds one message, in characters (Unicode code
+// points); FERRY_MAX_BODY_BYTES bounds its request in bytes too.
+const MaxMessageChars = 200_000
 
 // Turn is a prepared turn: validated, routed and admitted, with the
 // conversation, the user's message and the answer's row on their way to
@@ -107,10 +109,11 @@ type Turn struct {
 func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) (*Turn, error) {
 	msg := strings.TrimSpace(req.Message)
 	if msg == "" {
-		return nil, ferry.InvalidField("message", "must not be empty")
+		// One answer for "" and "  ": neither gives the model anything.
+		return nil, ferry.InvalidField("message", "must not be empty or only white space")
 	}
-	if utf8.RuneCountInString(req.Message) > maxMessageRunes {
-		return nil, ferry.InvalidField("message", "too long")
+	if n := utf8.RuneCountInString(req.Message); n > MaxMessageChars {
+		return nil, ferry.InvalidField("message", fmt.Sprintf("at most %d characters; this one has %d", MaxMessageChars, n))
 	}
 	if req.MaxTokens < 0 {
 		return nil, ferry.InvalidField("max_tokens", "must be positive")
@@ -141,10 +144,6 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 			return nil, err
 		}
 		user.ConversationID = conv.ID
-	} else {
-		conv := &ferry.Conversation{ID: auth.NewID(), UserID: p.User.ID, Title: Title(msg), Model: req.Model, CreatedAt: now, UpdatedAt: now}
-		user.ConversationID = conv.ID
-		ops = append(ops, store.InsertConversation(conv))
 	}
 	call, err := s.Start(ctx, p, req.Endpoint, req.Model, llm.Request{
 		System:    system,
@@ -155,15 +154,23 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	if err != nil {
 		return nil, err
 	}
+	model := RoutedName(call.Provider, call.Model)
+	if user.ConversationID == "" {
+		conv := &ferry.Conversation{ID: auth.NewID(), UserID: p.User.ID, Title: Title(msg), Model: model, CreatedAt: now, UpdatedAt: now}
+		user.ConversationID = conv.ID
+		ops = append(ops, store.InsertConversation(conv))
+	}
 	// The answer's row exists from the start, so the message_id a client
 	// is given always points at something; it is finished when the call is.
+	// It keeps the routed name, as the stream's start event shows it; the
+	// usage log has the name the upstream reported.
 	answer := &ferry.Message{ID: auth.NewID(), ConversationID: user.ConversationID, Role: ferry.RoleAssistant,
-		Model: call.Model, Provider: call.Provider, Status: ferry.StatusStreaming, CreatedAt: now.Add(time.Microsecond)}
+		Model: model, Provider: call.Provider, Status: ferry.StatusStreaming, CreatedAt: now.Add(time.Microsecond)}
 	ops = append(ops, store.InsertMessage(user), store.InsertMessage(answer))
 	call.answerID = answer.ID
 	call.answer = func(res *Result, err error) store.Op {
 		m := *answer
-		m.Content, m.Model, m.InputTokens, m.OutputTokens = res.Text, res.Model, res.Usage.InputTokens, res.Usage.OutputTokens
+		m.Content, m.InputTokens, m.OutputTokens = res.Text, res.Usage.InputTokens, res.Usage.OutputTokens
 		m.StopReason, m.Status, m.LatencyMS, m.FirstTokenMS = res.StopReason, res.Status, res.Latency.Milliseconds(), res.FirstToken.Milliseconds()
 		if res.Status == ferry.StatusFailed {
 			m.Error = publicMessage(err)
@@ -179,6 +186,16 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 		call:               call,
 		saved:              s.store.Submit(ops...),
 	}, nil
+}
+
+// RoutedName is the name a model is stored and shown by, as the stream's
+// start event gives it: "provider/name", or the provider alone when name
+// is empty (its default).
+func RoutedName(provider, name string) string {
+	if name == "" {
+		return provider
+	}
+	return provider + "/" + name
 }
 
 // errNotSaved is a turn's error when its rows could not be written.

@@ -17,16 +17,20 @@ func (s *Service) Conversations(ctx context.Context, userID string, p ferry.Page
 	return s.store.Conversations(ctx, userID, p)
 }
 
-// CreateConversation starts an empty conversation for the user.
+// CreateConversation starts an empty conversation for the user. A model
+// is stored by its routed name (see RoutedName), as a turn stores it;
+// Invalid if it cannot be routed.
 func (s *Service) CreateConversation(ctx context.Context, userID, title, model string) (*ferry.Conversation, error) {
 	title = strings.TrimSpace(title)
 	if len(title) > 200 {
 		return nil, ferry.InvalidField("title", "at most 200 characters")
 	}
 	if model != "" {
-		if _, _, err := s.router.Resolve(model); err != nil {
+		p, name, err := s.router.Resolve(model)
+		if err != nil {
 			return nil, err
 		}
+		model = RoutedName(p.Name(), name)
 	}
 	c := &ferry.Conversation{ID: auth.NewID(), UserID: userID, Title: title, Model: model}
 	return c, s.store.CreateConversation(ctx, c)

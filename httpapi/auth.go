@@ -174,11 +174,14 @@ func handleLogin(a *auth.Service, trusted []netip.Prefix) func(context.Context, 
 			dec := json.NewDecoder(strings.NewReader(string(in.RawBody)))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&body); err != nil {
+				if fe := ferry.InvalidJSON(in.RawBody, err); fe != nil {
+					return nil, fe
+				}
 				return nil, ferry.Errorf(ferry.Invalid, "body must be JSON {\"email\": …, \"password\": …}")
 			}
 			email, password = body.Email, body.Password
 		default:
-			return nil, ferry.Errorf(ferry.Invalid, "send application/json or application/x-www-form-urlencoded")
+			return nil, huma.Error415UnsupportedMediaType(sendJSON(in.ContentType, "application/json", "application/x-www-form-urlencoded"))
 		}
 		if email == "" {
 			return nil, ferry.InvalidField("email", "required")

@@ -136,7 +136,7 @@ func TestLogin(t *testing.T) {
 				status:  400, problem: true},
 			{name: "other content type",
 				request: request{method: "POST", path: "/auth/login", header: map[string]string{"Content-Type": "text/plain"}, body: "alice"},
-				status:  400, problem: true},
+				status:  415, problem: true, contains: []string{"send application/json or application/x-www-form-urlencoded"}},
 			{name: "GET is not allowed",
 				request: request{method: "GET", path: "/auth/login"},
 				status:  405, problem: true},

@@ -14,7 +14,7 @@ import (
 
 // chatBody is the seed's ChatRequest, plus conversation_id.
 type chatBody struct {
-	Message        string   `json:"message" minLength:"1" doc:"The user's message."`
+	Message        string   `json:"message" doc:"The user's message: not empty or only white space, at most 200000 characters."`
 	SystemPrompt   string   `json:"system_prompt,omitempty" doc:"System prompt; default FERRY_SYSTEM_PROMPT."`
 	Model          string   `json:"model,omitempty" maxLength:"200" doc:"provider/model, or a bare name (claude-* is Anthropic); default FERRY_DEFAULT_MODEL." example:"claude-sonnet-4-6"`
 	MaxTokens      int      `json:"max_tokens,omitempty" minimum:"1" maximum:"1000000" doc:"Longest answer, in tokens; default 4096."`

@@ -11,7 +11,7 @@ import (
 type conversationBody struct {
 	ID        string    `json:"id"`
 	Title     string    `json:"title"`
-	Model     string    `json:"model"`
+	Model     string    `json:"model" doc:"The model it was started with, by its routed name (provider/model); empty for one created without a model."`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -20,20 +20,32 @@ func newConversationBody(c *ferry.Conversation) conversationBody {
 	return conversationBody{ID: c.ID, Title: c.Title, Model: c.Model, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
+// messageBody is a stored message. Model, provider, token counts and
+// timings belong to answers, which come from a model call; a user's
+// message has none of them.
 type messageBody struct {
 	ID           string              `json:"id"`
 	Role         ferry.MessageRole   `json:"role" enum:"user,assistant,system"`
 	Content      string              `json:"content"`
-	Status       ferry.MessageStatus `json:"status" enum:"complete,cancelled,failed"`
-	Model        string              `json:"model,omitempty"`
+	Status       ferry.MessageStatus `json:"status" enum:"complete,cancelled,failed,streaming,interrupted"`
+	Model        string              `json:"model,omitempty" doc:"The routed name, provider/model, as the stream's start event gave it."`
 	Provider     string              `json:"provider,omitempty"`
-	InputTokens  int                 `json:"input_tokens"`
-	OutputTokens int                 `json:"output_tokens"`
+	InputTokens  *int                `json:"input_tokens,omitempty"`
+	OutputTokens *int                `json:"output_tokens,omitempty"`
 	StopReason   string              `json:"stop_reason,omitempty"`
 	Error        string              `json:"error,omitempty"`
-	LatencyMS    int64               `json:"latency_ms"`
-	FirstTokenMS int64               `json:"first_token_ms"`
+	LatencyMS    *int64              `json:"latency_ms,omitempty" doc:"From the call to its end."`
+	FirstTokenMS *int64              `json:"first_token_ms,omitempty" doc:"From the call to the first text; 0 if none came."`
 	CreatedAt    time.Time           `json:"created_at"`
+}
+
+func newMessageBody(m *ferry.Message) messageBody {
+	b := messageBody{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model, Provider: m.Provider,
+		StopReason: m.StopReason, Error: m.Error, CreatedAt: m.CreatedAt}
+	if m.Role == ferry.RoleAssistant {
+		b.InputTokens, b.OutputTokens, b.LatencyMS, b.FirstTokenMS = &m.InputTokens, &m.OutputTokens, &m.LatencyMS, &m.FirstTokenMS
+	}
+	return b
 }
 
 type conversationOutput struct{ Body conversationBody }
@@ -102,9 +114,7 @@ func handleGetConversation(c *chat.Service) func(context.Context, *idInput) (*co
 		out.Body.conversationBody = newConversationBody(cv)
 		out.Body.Messages = make([]messageBody, len(msgs))
 		for i, m := range msgs {
-			out.Body.Messages[i] = messageBody{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model,
-				Provider: m.Provider, InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, StopReason: m.StopReason,
-				Error: m.Error, LatencyMS: m.LatencyMS, FirstTokenMS: m.FirstTokenMS, CreatedAt: m.CreatedAt}
+			out.Body.Messages[i] = newMessageBody(m)
 		}
 		return out, nil
 	}

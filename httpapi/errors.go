@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"mime"
 	"net/http"
 	"sort"
 	"strconv"
@@ -230,9 +232,10 @@ func errorOfModel(em *huma.ErrorModel) *ferry.Error {
 }
 
 // codeForStatus is statusOf read backwards, which it can be: every code has
-// its own status. Huma's 422 for a body that fails its schema is Invalid.
+// its own status. Huma's 422 for a body that fails its schema, and its 415
+// for a body in a content type it does not read, are Invalid.
 var codeForStatus = func() map[int]ferry.Code {
-	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid}
+	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid, http.StatusUnsupportedMediaType: ferry.Invalid}
 	for c, status := range statusOf {
 		m[status] = c
 	}
@@ -268,6 +271,81 @@ func dropErrorValues(_ huma.Context, _ string, v any) (any, error) {
 					d.Location += "." + name
 				}
 			}
+		}
+	}
+	return v, nil
+}
+
+// jsonFormat is huma's JSON format, whose decoding errors say where the
+// JSON went wrong (see ferry.InvalidJSON).
+var jsonFormat = huma.Format{
+	Marshal: huma.DefaultJSONFormat.Marshal,
+	Unmarshal: func(data []byte, v any) error {
+		if err := huma.DefaultJSONFormat.Unmarshal(data, v); err != nil {
+			if fe := ferry.InvalidJSON(data, err); fe != nil {
+				return errors.New(fe.Message)
+			}
+			return err
+		}
+		return nil
+	},
+}
+
+// sendJSON is the message of a 415: which content types the operation
+// reads (accepted, application/json first) and which the request sent.
+func sendJSON(contentType string, accepted ...string) string {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = contentType
+	}
+	msg := "send " + strings.Join(accepted, " or ") + "; the body was sent as " + mt
+	if mt == "application/x-www-form-urlencoded" {
+		msg += " (as curl -d does without -H 'Content-Type: application/json')"
+	}
+	return msg
+}
+
+// acceptedTypes are the content types op's body may have,
+// application/json first.
+func acceptedTypes(op *huma.Operation) []string {
+	types := []string{"application/json"}
+	if op != nil && op.RequestBody != nil {
+		for ct := range op.RequestBody.Content {
+			if ct != "application/json" {
+				types = append(types, ct)
+			}
+		}
+	}
+	sort.Strings(types[1:])
+	return types
+}
+
+// maxBodySetting names the setting behind every operation's body limit.
+const maxBodySetting = "FERRY_MAX_BODY_BYTES"
+
+// explainBodyErrors is a huma transformer that words huma's own refusals
+// of a body so that people know what to do: a body in a content type the
+// operation does not read (415, naming the one to send), a body that is
+// not JSON (400, "invalid JSON at byte N: …", instead of "validation
+// failed"), and a body over the limit (413, naming FERRY_MAX_BODY_BYTES
+// and the limit). It runs before reshapeErrors, so every error shape gets
+// the same words.
+func explainBodyErrors(ctx huma.Context, _ string, v any) (any, error) {
+	em, ok := v.(*huma.ErrorModel)
+	if !ok {
+		return v, nil
+	}
+	switch {
+	case em.Status == http.StatusUnsupportedMediaType && em.Detail == "validation failed":
+		em.Detail, em.Errors = sendJSON(ctx.Header("Content-Type"), acceptedTypes(ctx.Operation())...), nil
+	case em.Status == http.StatusBadRequest && em.Detail == "validation failed" && len(em.Errors) == 1 &&
+		em.Errors[0] != nil && em.Errors[0].Location == "body":
+		// One error about the whole body: it could not be decoded. It
+		// is the whole story.
+		em.Detail, em.Errors = em.Errors[0].Message, nil
+	case em.Status == http.StatusRequestEntityTooLarge && strings.HasPrefix(em.Detail, "request body is too large"):
+		if op := ctx.Operation(); op != nil && op.MaxBodyBytes > 0 {
+			em.Detail = fmt.Sprintf("the body is too large: %s is %d bytes", maxBodySetting, op.MaxBodyBytes)
 		}
 	}
 	return v, nil

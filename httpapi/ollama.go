@@ -201,6 +201,9 @@ func handleOllamaShow(o *ollama.Provider) func(context.Context, *ollamaInput) (*
 	return func(ctx context.Context, in *ollamaInput) (*ollamaRawOutput, error) {
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(in.RawBody, &fields); err != nil || fields == nil {
+			if fe := ferry.InvalidJSON(in.RawBody, err); fe != nil {
+				return nil, fe
+			}
 			return nil, ferry.Errorf(ferry.Invalid, "the body must be a JSON object")
 		}
 		raw, err := o.Lookup(ctx, "/api/show", in.RawBody)

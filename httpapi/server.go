@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -63,17 +64,22 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	cfg.CreateHooks = nil
 	cfg.DocsRenderer = huma.DocsRendererSwaggerUI
 	// Login reads this form itself (see loginInput); huma only needs to know
-	// the content type is acceptable.
+	// the content type is acceptable. Any other operation that huma decodes
+	// answers a form with 415 (see explainBodyErrors), and so does it any
+	// content type it has no format for; a body with no Content-Type is
+	// read as JSON.
 	// (A new map: cfg.Formats is huma's package-level default.)
 	cfg.Formats = map[string]huma.Format{
-		"application/json": huma.DefaultJSONFormat,
-		"json":             huma.DefaultJSONFormat,
+		"application/json": jsonFormat,
+		"json":             jsonFormat,
 		"application/x-www-form-urlencoded": {
-			Marshal:   func(io.Writer, any) error { return errors.New("form responses are not supported") },
-			Unmarshal: func([]byte, any) error { return errors.New("form bodies are read by their handler") },
+			Marshal: func(io.Writer, any) error { return errors.New("form responses are not supported") },
+			Unmarshal: func([]byte, any) error {
+				return fmt.Errorf("%w: only login reads a form", huma.ErrUnknownContentType)
+			},
 		},
 	}
-	cfg.Transformers = append(cfg.Transformers, dropErrorValues, reshapeErrors)
+	cfg.Transformers = append(cfg.Transformers, dropErrorValues, explainBodyErrors, reshapeErrors)
 	cfg.Info.Description = "Self-hosted AI application backend: accounts, streaming chat, conversations."
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An access token from /auth/login, or an API key (fk_…)."},
@@ -160,7 +166,7 @@ func (s *server) refuseLargeBodies(ctx huma.Context, next func(huma.Context)) {
 	op := ctx.Operation()
 	r, _ := humago.Unwrap(ctx)
 	if op.MaxBodyBytes > 0 && r.ContentLength > op.MaxBodyBytes {
-		fe := ferry.Errorf(ferry.TooLarge, "the body is %d bytes; at most %d are accepted", r.ContentLength, op.MaxBodyBytes)
+		fe := ferry.Errorf(ferry.TooLarge, "the body is %d bytes; %s is %d", r.ContentLength, maxBodySetting, op.MaxBodyBytes)
 		huma.WriteErr(s.api, ctx, statusOf[fe.Code], fe.Message)
 		return
 	}

@@ -84,18 +84,33 @@ func (s *Store) Messages(ctx context.Context, conversationID string) ([]*ferry.M
 	return scanMessages(rows)
 }
 
+// scanMessages reads messages; the NULL token counts and timings of a
+// message that is not an answer read as zero.
 func scanMessages(rows *sql.Rows) ([]*ferry.Message, error) {
 	defer rows.Close()
 	list := []*ferry.Message{}
 	for rows.Next() {
 		var m ferry.Message
-		if err := rows.Scan(&m.ID, &m.ConversationID, &m.Role, &m.Content, &m.Model, &m.Provider, &m.InputTokens, &m.OutputTokens,
-			&m.StopReason, &m.Status, &m.Error, &m.LatencyMS, &m.FirstTokenMS, &m.CreatedAt); err != nil {
+		var in, out, latency, firstToken sql.NullInt64
+		if err := rows.Scan(&m.ID, &m.ConversationID, &m.Role, &m.Content, &m.Model, &m.Provider, &in, &out,
+			&m.StopReason, &m.Status, &m.Error, &latency, &firstToken, &m.CreatedAt); err != nil {
 			return nil, err
 		}
+		m.InputTokens, m.OutputTokens = int(in.Int64), int(out.Int64)
+		m.LatencyMS, m.FirstTokenMS = latency.Int64, firstToken.Int64
 		list = append(list, &m)
 	}
 	return list, rows.Err()
+}
+
+// costColumns are the token counts and timings stored for m: its own for
+// an answer, which alone comes from a model call; NULL for any other
+// message, which costs nothing and takes no time to produce.
+func costColumns(m *ferry.Message) (in, out, latency, firstToken any) {
+	if m.Role != ferry.RoleAssistant {
+		return nil, nil, nil, nil
+	}
+	return m.InputTokens, m.OutputTokens, m.LatencyMS, m.FirstTokenMS
 }
 
 // StaleAnswers returns up to limit answers still streaming whose row was

@@ -54,7 +54,8 @@ func InsertConversation(c *ferry.Conversation) Op {
 
 // InsertMessage inserts m, first setting its CreatedAt to now where it is
 // zero, and sets its conversation's updated_at to m.CreatedAt. The
-// message's own updated_at is m.CreatedAt too.
+// message's own updated_at is m.CreatedAt too. Only an answer (role
+// assistant) stores token counts and timings; other messages store NULL.
 func InsertMessage(m *ferry.Message) Op {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.Now().UTC()
@@ -171,10 +172,11 @@ func (op Op) appendSteps(steps []step) []step {
 			args: []any{c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt}})
 	case opInsertMessage:
 		m := op.m
+		in, out, latency, firstToken := costColumns(m)
 		return append(steps,
 			step{stmt: stmtInsertMessage, what: "insert message " + m.ID,
-				args: []any{m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
-					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, m.CreatedAt}},
+				args: []any{m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, in, out,
+					m.StopReason, m.Status, m.Error, latency, firstToken, m.CreatedAt}},
 			step{stmt: stmtTouchConversation, what: "touch conversation " + m.ConversationID,
 				args: []any{m.CreatedAt, m.ConversationID}})
 	case opFinishMessage:

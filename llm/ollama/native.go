@@ -40,6 +40,9 @@ const PathEmbed = "/api/embed"
 func ParseNative(path string, raw []byte) (*Native, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		if fe := ferry.InvalidJSON(raw, err); fe != nil {
+			return nil, fe
+		}
 		return nil, ferry.Errorf(ferry.Invalid, "the body must be a JSON object")
 	}
 	n := &Native{Path: path, Model: DefaultModel, Stream: path != PathEmbed, fields: fields}
