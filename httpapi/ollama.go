@@ -103,11 +103,11 @@ func ollamaRefusedOperation(id, method, path string) huma.Operation {
 	}, ollamaShape{})
 }
 
-// handleOllamaGenerate passes a generation of Ollama's own API (path
-// "/api/generate" or "/api/chat") through the chat funnel as endpoint: the
-// body goes to Ollama as the client sent it, and Ollama's NDJSON comes
-// back line by line. Ollama's clients cannot resume a stream, so one that
-// leaves cancels the generation.
+// handleOllamaGenerate passes a model call of Ollama's own API (path
+// "/api/generate", "/api/chat" or "/api/embed") through the chat funnel as
+// endpoint: the body goes to Ollama as the client sent it, and Ollama's
+// NDJSON comes back line by line, or its one JSON object whole. Ollama's
+// clients cannot resume a stream, so one that leaves cancels the call.
 func handleOllamaGenerate(s *server, endpoint, path string) func(context.Context, *ollamaInput) (*huma.StreamResponse, error) {
 	return func(ctx context.Context, in *ollamaInput) (*huma.StreamResponse, error) {
 		n, err := ollama.ParseNative(path, in.RawBody)
