@@ -308,6 +308,12 @@ func (w *writer) next() ([]*group, bool) {
 	w.queue = w.queue[n:]
 	if len(w.queue) == 0 {
 		w.queue = nil // let the drained backing array go
+		// Whoever hastened waits for a group of this batch: a token left
+		// over would cut the next linger short for nothing.
+		select {
+		case <-w.hurry:
+		default:
+		}
 	}
 	w.mu.Unlock()
 	return batch, true
