@@ -56,6 +56,7 @@ type gatewayOptions struct {
 	idle      time.Duration // chat.Options.UpstreamIdleTimeout; zero: the default
 	bodyRead  time.Duration // httpapi.Options.BodyReadTimeout; zero: the default
 	store     *store.Store  // the database; nil: a fresh one of engine
+	cors      []string      // httpapi.Options.CORSOrigins
 }
 
 func newGateway(t *testing.T, opt gatewayOptions) *gateway {
@@ -104,7 +105,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	t.Cleanup(drain)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive,
-		BodyReadTimeout: opt.bodyRead},
+		BodyReadTimeout: opt.bodyRead, CORSOrigins: opt.cors},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: newChat(st, router, opt), LLM: router,
 			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc})})
 	srv := httptest.NewServer(h)

@@ -41,6 +41,9 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/docs", http.StatusFound)
 	})
+	// The API reference, served from the binary (docs.go).
+	mux.HandleFunc("GET /docs", serveDocs)
+	mux.HandleFunc("GET /docs/assets/{name}", serveDocsAsset)
 	register(s, huma.Operation{OperationID: "healthz", Method: "GET", Path: "/healthz", Tags: []string{"health"},
 		Summary: "The process is alive"}, handleHealthz())
 	register(s, huma.Operation{OperationID: "readyz", Method: "GET", Path: "/readyz", Tags: []string{"health"},

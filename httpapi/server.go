@@ -51,6 +51,10 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// that sign-in and registration limits count under (FERRY_TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
+	// CORSOrigins are the browser origins (scheme://host[:port]) allowed to
+	// call the API from pages of other sites, or "*" for any; empty turns
+	// CORS off (FERRY_CORS_ORIGINS). See cors.go.
+	CORSOrigins []string
 }
 
 // NewServer returns the whole API as one handler: the routes of routes.go on
@@ -62,7 +66,9 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	// Without the schema-link hook huma would add a "$schema" field to every
 	// response body, which clients written for the seed do not expect.
 	cfg.CreateHooks = nil
-	cfg.DocsRenderer = huma.DocsRendererSwaggerUI
+	// /docs is our own page (docs.go), whose files come from the binary;
+	// huma's loads Swagger UI from a CDN.
+	cfg.DocsPath = ""
 	// Login reads this form itself (see loginInput); huma only needs to know
 	// the content type is acceptable. Any other operation that huma decodes
 	// answers a form with 415 (see explainBodyErrors), and so does it any
@@ -98,7 +104,7 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	if opts.Stopping == nil {
 		opts.Stopping = context.Background()
 	}
-	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux}
+	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux, cors: newCORSPolicy(opts.CORSOrigins)}
 	api.UseMiddleware(s.refuseLargeBodies, s.authenticate, s.refuseNUL)
 	addRoutes(s, mux)
 	return s
@@ -110,13 +116,15 @@ type server struct {
 	svc  Services
 	api  huma.API
 	mux  *http.ServeMux
+	cors corsPolicy
 }
 
 // ServeHTTP is every request's way in, in one function rather than a
 // chain of nested middleware, so that a parked stream's goroutine keeps a
 // shallow stack: it sets the request id, bounds the time the body may take
-// to arrive (Options.BodyReadTimeout), recovers panics, answers unknown
-// routes and methods in JSON, and writes the access log line.
+// to arrive (Options.BodyReadTimeout), recovers panics, answers CORS
+// (Options.CORSOrigins), answers unknown routes and methods in JSON, and
+// writes the access log line.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-ID")
@@ -151,6 +159,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, sw, start)
 	}()
+	if s.applyCORS(sw, r) {
+		return // a preflight, answered
+	}
 	if h, pattern := s.mux.Handler(r); pattern == "" {
 		s.fallback(sw, r, h)
 		return

@@ -221,7 +221,7 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
 		Stopping: stopping, UserRevoked: userRevoked,
-		TrustedProxies: cfg.TrustedProxies},
+		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
