@@ -27,6 +27,11 @@ const (
 	Upstream     Code = "upstream"
 	Timeout      Code = "timeout"
 	Internal     Code = "internal"
+
+	// UnsupportedMediaType: the body is in a format Ferry does not read,
+	// whatever its declared type (an upload that is neither a PDF nor
+	// text).
+	UnsupportedMediaType Code = "unsupported_media_type"
 )
 
 // Error is the one error type domain code returns for anything a client

@@ -31,6 +31,8 @@ var statusOf = map[ferry.Code]int{
 	ferry.Upstream:     http.StatusBadGateway,
 	ferry.Timeout:      http.StatusGatewayTimeout,
 	ferry.Internal:     http.StatusInternalServerError,
+
+	ferry.UnsupportedMediaType: http.StatusUnsupportedMediaType,
 }
 
 // problem turns any error from domain code into the API's error: a
@@ -232,10 +234,11 @@ func errorOfModel(em *huma.ErrorModel) *ferry.Error {
 }
 
 // codeForStatus is statusOf read backwards, which it can be: every code has
-// its own status. Huma's 422 for a body that fails its schema, and its 415
-// for a body in a content type it does not read, are Invalid.
+// its own status. Huma's 422 for a body that fails its schema is Invalid;
+// its 415 for a body in a content type it does not read is
+// UnsupportedMediaType, as statusOf says.
 var codeForStatus = func() map[int]ferry.Code {
-	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid, http.StatusUnsupportedMediaType: ferry.Invalid}
+	m := map[int]ferry.Code{http.StatusUnprocessableEntity: ferry.Invalid}
 	for c, status := range statusOf {
 		m[status] = c
 	}
