@@ -79,6 +79,9 @@ type Request struct {
 	Endpoint       string // for the usage log, e.g. "/ai/chat/stream"
 	// Sampling is passed on to the model; zero: the upstream's defaults.
 	Sampling llm.Sampling
+	// Document, when not nil, is a file the message carries (see
+	// Document); it is stored with the message.
+	Document *Document
 }
 
 // MaxMessageChars bounds one message, in characters (Unicode code
@@ -130,6 +133,7 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	user := &ferry.Message{ID: auth.NewID(), Role: ferry.RoleUserMsg, Content: req.Message, Status: ferry.StatusComplete, CreatedAt: now}
 	var ops []store.Op
 	var history []*ferry.Message
+	var docs []*store.TurnDocument
 	if req.ConversationID != "" {
 		// The previous turn's answer may still be on its way to the
 		// database; the history must hold it.
@@ -143,11 +147,18 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 		if history, err = s.store.Messages(ctx, conv.ID); err != nil {
 			return nil, err
 		}
+		if docs, err = s.store.TurnDocuments(ctx, conv.ID); err != nil {
+			return nil, err
+		}
 		user.ConversationID = conv.ID
+	}
+	messages, err := s.messages(req, system, history, docs)
+	if err != nil {
+		return nil, err
 	}
 	call, err := s.Start(ctx, p, req.Endpoint, req.Model, llm.Request{
 		System:    system,
-		Messages:  History(history, req.Message, s.opts.ContextTokens-EstimateTokens(system)),
+		Messages:  messages,
 		MaxTokens: maxTokens,
 		Sampling:  req.Sampling,
 	})
@@ -167,6 +178,9 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	answer := &ferry.Message{ID: auth.NewID(), ConversationID: user.ConversationID, Role: ferry.RoleAssistant,
 		Model: model, Provider: call.Provider, Status: ferry.StatusStreaming, CreatedAt: now.Add(time.Microsecond)}
 	ops = append(ops, store.InsertMessage(user), store.InsertMessage(answer))
+	if req.Document != nil {
+		ops = append(ops, store.InsertTurnDocument(turnDocument(req.Document, user.ID, user.ConversationID)))
+	}
 	call.answerID = answer.ID
 	call.answer = func(res *Result, err error) store.Op {
 		m := *answer

@@ -31,6 +31,7 @@ type Config struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	MaxBodyBytes    int64
+	MaxUploadBytes  int64
 	BodyReadTimeout time.Duration
 	ShutdownTimeout time.Duration
 	ShutdownGrace   time.Duration
@@ -107,6 +108,8 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return duration(&c.RefreshTokenTTL, v) }},
 	{Env: "FERRY_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest JSON request body accepted.",
 		set: func(c *Config, v string) error { return positive(&c.MaxBodyBytes, v) }},
+	{Env: "FERRY_MAX_UPLOAD_BYTES", Default: "33554432", Doc: "Largest upload accepted (POST /analyze/pdf: the whole form), refused with 413 from its Content-Length before it is read. Default 32 MiB, Anthropic's request limit.",
+		set: func(c *Config, v string) error { return positive(&c.MaxUploadBytes, v) }},
 	{Env: "FERRY_BODY_READ_TIMEOUT", Default: "30s", Doc: "Longest a client may take to send a request body.",
 		set: func(c *Config, v string) error { return duration(&c.BodyReadTimeout, v) }},
 	{Env: "FERRY_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long SIGTERM waits for in-flight requests.",

@@ -26,6 +26,7 @@ func TestDefaults(t *testing.T) {
 		AccessTokenTTL:   15 * time.Minute,
 		RefreshTokenTTL:  30 * 24 * time.Hour,
 		MaxBodyBytes:     1 << 20,
+		MaxUploadBytes:   32 << 20,
 		BodyReadTimeout:  30 * time.Second,
 		ShutdownTimeout:  30 * time.Second,
 		ShutdownGrace:    5 * time.Second,

@@ -323,8 +323,21 @@ func acceptedTypes(op *huma.Operation) []string {
 	return types
 }
 
-// maxBodySetting names the setting behind every operation's body limit.
+// maxBodySetting names the setting behind every operation's body limit,
+// but for those whose Metadata names another under bodyLimitKey.
 const maxBodySetting = "FERRY_MAX_BODY_BYTES"
+
+// bodyLimitKey is the key of an operation's Metadata that names the
+// setting behind its MaxBodyBytes, when that is not maxBodySetting.
+const bodyLimitKey = "bodyLimitSetting"
+
+// bodyLimitSetting names the setting behind op's body limit.
+func bodyLimitSetting(op *huma.Operation) string {
+	if name, ok := op.Metadata[bodyLimitKey].(string); ok {
+		return name
+	}
+	return maxBodySetting
+}
 
 // explainBodyErrors is a huma transformer that words huma's own refusals
 // of a body so that people know what to do: a body in a content type the
@@ -348,7 +361,7 @@ func explainBodyErrors(ctx huma.Context, _ string, v any) (any, error) {
 		em.Detail, em.Errors = em.Errors[0].Message, nil
 	case em.Status == http.StatusRequestEntityTooLarge && strings.HasPrefix(em.Detail, "request body is too large"):
 		if op := ctx.Operation(); op != nil && op.MaxBodyBytes > 0 {
-			em.Detail = fmt.Sprintf("the body is too large: %s is %d bytes", maxBodySetting, op.MaxBodyBytes)
+			em.Detail = fmt.Sprintf("the body is too large: %s is %d bytes", bodyLimitSetting(op), op.MaxBodyBytes)
 		}
 	}
 	return v, nil

@@ -50,13 +50,15 @@ type gatewayOptions struct {
 	timeout   time.Duration // bounds one model call: chat.Options and Services.UpstreamTimeout
 	ollamaURL string        // where /ollama/* goes; empty: the fake
 	maxBody   int64
-	keepalive time.Duration // httpapi.Options.Keepalive; zero: the default
-	admit     chat.Admit    // chat.Options.Admit
-	observe   chat.Observer // one of chat.Options.Observers
-	idle      time.Duration // chat.Options.UpstreamIdleTimeout; zero: the default
-	bodyRead  time.Duration // httpapi.Options.BodyReadTimeout; zero: the default
-	store     *store.Store  // the database; nil: a fresh one of engine
-	cors      []string      // httpapi.Options.CORSOrigins
+	keepalive time.Duration     // httpapi.Options.Keepalive; zero: the default
+	admit     chat.Admit        // chat.Options.Admit
+	observe   chat.Observer     // one of chat.Options.Observers
+	idle      time.Duration     // chat.Options.UpstreamIdleTimeout; zero: the default
+	bodyRead  time.Duration     // httpapi.Options.BodyReadTimeout; zero: the default
+	store     *store.Store      // the database; nil: a fresh one of engine
+	cors      []string          // httpapi.Options.CORSOrigins
+	pdf       httpapi.PDFReader // httpapi.Services.PDF
+	maxUpload int64             // httpapi.Options.MaxUploadBytes; zero: the default
 }
 
 func newGateway(t *testing.T, opt gatewayOptions) *gateway {
@@ -105,9 +107,9 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	t.Cleanup(drain)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive,
-		BodyReadTimeout: opt.bodyRead, CORSOrigins: opt.cors},
+		BodyReadTimeout: opt.bodyRead, CORSOrigins: opt.cors, MaxUploadBytes: opt.maxUpload},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: newChat(st, router, opt), LLM: router,
-			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc})})
+			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc}), PDF: opt.pdf})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	// Cleanups run last first: the fake closes before Ferry does, ending

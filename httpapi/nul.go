@@ -32,7 +32,9 @@ func (s *server) refuseNUL(ctx huma.Context, next func(huma.Context)) {
 		s.refuseNULAt(ctx, loc)
 		return
 	}
-	if op.RequestBody == nil || r.Body == nil || r.Body == http.NoBody {
+	if op.RequestBody == nil || r.Body == nil || r.Body == http.NoBody || isMultipart(ctx.Header("Content-Type")) {
+		// A multipart form carries files, binary with NUL bytes; its
+		// handler checks the text fields itself (see readAnalyzeForm).
 		next(ctx)
 		return
 	}
@@ -64,6 +66,12 @@ func (s *server) refuseNUL(ctx huma.Context, next func(huma.Context)) {
 	}
 	r.Body = readCloser{Reader: io.MultiReader(bytes.NewReader(buf.Bytes()), rest), Closer: body}
 	next(ctx)
+}
+
+// isMultipart reports whether contentType is a multipart form's.
+func isMultipart(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "multipart/form-data"
 }
 
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}

@@ -23,6 +23,10 @@ type Services struct {
 	// Ollama serves /ollama/*, Ollama's own API passed through; its calls
 	// still enter through Chat.
 	Ollama *ollama.Provider
+
+	// PDF reads uploaded PDFs (/analyze/pdf); nil: that endpoint answers
+	// 503. run makes one that starts PDFium on first use.
+	PDF PDFReader
 }
 
 // authenticated is the security requirement of every operation outside
@@ -87,6 +91,7 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, chatStreamOperation(), handleChatStream(s, c))
 	register(s, huma.Operation{OperationID: "chat", Method: "POST", Path: "/ai/chat", Tags: []string{"ai"},
 		Summary: "Chat, answered in one piece"}, handleChat(c))
+	register(s, analyzeOperation(s.opts.MaxUploadBytes), handleAnalyzePDF(s, c))
 
 	register(s, huma.Operation{OperationID: "list-conversations", Method: "GET", Path: "/conversations", Tags: []string{"conversations"},
 		Summary: "Your conversations, most recent first"}, handleListConversations(c))

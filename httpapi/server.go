@@ -55,6 +55,10 @@ type Options struct {
 	// call the API from pages of other sites, or "*" for any; empty turns
 	// CORS off (FERRY_CORS_ORIGINS). See cors.go.
 	CORSOrigins []string
+	// MaxUploadBytes bounds the body of an upload (/analyze/pdf) in place
+	// of MaxBodyBytes (FERRY_MAX_UPLOAD_BYTES). Zero means
+	// DefaultMaxUploadBytes.
+	MaxUploadBytes int64
 }
 
 // NewServer returns the whole API as one handler: the routes of routes.go on
@@ -97,6 +101,9 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	}
 	if opts.BodyReadTimeout == 0 {
 		opts.BodyReadTimeout = 30 * time.Second
+	}
+	if opts.MaxUploadBytes == 0 {
+		opts.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if opts.Draining == nil {
 		opts.Draining = context.Background()
@@ -177,7 +184,7 @@ func (s *server) refuseLargeBodies(ctx huma.Context, next func(huma.Context)) {
 	op := ctx.Operation()
 	r, _ := humago.Unwrap(ctx)
 	if op.MaxBodyBytes > 0 && r.ContentLength > op.MaxBodyBytes {
-		fe := ferry.Errorf(ferry.TooLarge, "the body is %d bytes; %s is %d", r.ContentLength, maxBodySetting, op.MaxBodyBytes)
+		fe := ferry.Errorf(ferry.TooLarge, "the body is %d bytes; %s is %d", r.ContentLength, bodyLimitSetting(op), op.MaxBodyBytes)
 		huma.WriteErr(s.api, ctx, statusOf[fe.Code], fe.Message)
 		return
 	}

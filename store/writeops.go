@@ -21,12 +21,14 @@ const (
 	opSaveProgress
 	opTouchMessages
 	opInterruptMessage
+	opInsertTurnDocument
 )
 
 // Op is one write for Submit; build it with InsertConversation,
-// InsertMessage, FinishMessage, InsertUsage, SaveProgress, TouchMessages
-// or InterruptMessage. It holds a copy of the values it writes, taken when
-// it is built: changing the struct afterwards does not change the write.
+// InsertMessage, FinishMessage, InsertUsage, SaveProgress, TouchMessages,
+// InterruptMessage or InsertTurnDocument. It holds a copy of the values it
+// writes, taken when it is built: changing the struct afterwards does not
+// change the write.
 type Op struct {
 	kind   opKind
 	c      *ferry.Conversation
@@ -36,6 +38,7 @@ type Op struct {
 	ids    []string  // TouchMessages
 	more   string    // SaveProgress: the text to append
 	before time.Time // InterruptMessage: how old the message must be
+	d      *TurnDocument
 }
 
 // InsertConversation inserts c, first setting its CreatedAt and UpdatedAt
@@ -121,6 +124,7 @@ const (
 	stmtSaveProgress
 	stmtTouchMessage
 	stmtInterruptMessage
+	stmtInsertTurnDocument
 	stmtCount
 )
 
@@ -143,6 +147,8 @@ var writerSQL = [stmtCount]string{
 	stmtTouchMessage: `UPDATE messages SET updated_at = $1 WHERE id = $2 AND status = 'streaming'`,
 	stmtInterruptMessage: `UPDATE messages SET status = 'interrupted', input_tokens = $1, output_tokens = $2, updated_at = $3
 		WHERE id = $4 AND status = 'streaming' AND updated_at < $5`,
+	stmtInsertTurnDocument: `INSERT INTO turn_documents (` + turnDocumentColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 }
 
 // step is one statement of an Op.
@@ -208,6 +214,8 @@ func (op Op) appendSteps(steps []step) []step {
 		m := op.m
 		return append(steps, step{stmt: stmtInterruptMessage, what: "interrupt message " + m.ID,
 			args: []any{m.InputTokens, m.OutputTokens, op.at, m.ID, op.before}})
+	case opInsertTurnDocument:
+		return append(steps, turnDocumentStep(op.d))
 	}
 	return steps // Submit refuses an Op{}
 }

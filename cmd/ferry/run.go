@@ -11,14 +11,17 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/joho/godotenv"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/config"
+	"github.com/ferryhq/ferry/extract"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/llm"
@@ -218,11 +221,15 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	defer markStopping()
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
+	// PDFium starts on the first PDF, not here, so start-up stays fast;
+	// its compiled code is kept in the data directory across restarts.
+	pdf := &lazyPDF{opts: extract.PDFOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache")}, log: log}
+	defer pdf.Close() // after shutdown has drained the requests
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
 		Stopping: stopping, UserRevoked: userRevoked,
-		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider})
+		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes},
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -379,4 +386,60 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+// lazyPDF is the server's PDF reader (httpapi.PDFReader): PDFium starts on
+// the first PDF, which then waits for it (a fraction of a second with its
+// compiled code in opts.CacheDir, a few seconds of CPU without). A start
+// that fails is logged, answered 503, and tried again by the next PDF.
+type lazyPDF struct {
+	opts extract.PDFOptions
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	pdf    *extract.PDF
+	closed bool
+}
+
+// errPDFUnavailable is what a PDF hears when PDFium could not start.
+var errPDFUnavailable = ferry.Errorf(ferry.Unavailable, "PDF reading could not start on this server; try again later")
+
+// Extract starts PDFium if it is not running, then reads data with it.
+func (l *lazyPDF) Extract(ctx context.Context, data []byte, o extract.Options) (*extract.Document, error) {
+	p, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return p.Extract(ctx, data, o)
+}
+
+// get returns the running reader, starting it when there is none.
+func (l *lazyPDF) get() (*extract.PDF, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, errPDFUnavailable
+	}
+	if l.pdf == nil {
+		start := time.Now()
+		p, err := extract.NewPDF(l.opts)
+		if err != nil {
+			l.log.Error("starting PDFium", "error", err)
+			return nil, errPDFUnavailable
+		}
+		l.log.Info("PDFium started", "duration", time.Since(start), "cache", l.opts.CacheDir)
+		l.pdf = p
+	}
+	return l.pdf, nil
+}
+
+// Close stops PDFium if it started; later PDFs hear 503.
+func (l *lazyPDF) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.pdf == nil {
+		return nil
+	}
+	return l.pdf.Close()
 }
