@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
+	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/ollama"
 	"github.com/ferryhq/ferry/store"
@@ -23,6 +24,10 @@ type Services struct {
 	// Ollama serves /ollama/*, Ollama's own API passed through; its calls
 	// still enter through Chat.
 	Ollama *ollama.Provider
+
+	// Ingest keeps collections and takes documents into them
+	// (/collections/*).
+	Ingest *ingest.Service
 
 	// PDF reads uploaded PDFs (/analyze/pdf); nil: that endpoint answers
 	// 503. run makes one that starts PDFium on first use.
@@ -103,6 +108,23 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Rename a conversation"}, handleRenameConversation(c))
 	register(s, huma.Operation{OperationID: "delete-conversation", Method: "DELETE", Path: "/conversations/{id}", Tags: []string{"conversations"},
 		Summary: "Delete a conversation and its messages", DefaultStatus: http.StatusNoContent}, handleDeleteConversation(c))
+
+	g := s.svc.Ingest
+	register(s, huma.Operation{OperationID: "create-collection", Method: "POST", Path: "/collections", Tags: []string{"collections"},
+		Summary: "Create a collection", DefaultStatus: http.StatusCreated}, needIngest(g, handleCreateCollection(g)))
+	register(s, huma.Operation{OperationID: "list-collections", Method: "GET", Path: "/collections", Tags: []string{"collections"},
+		Summary: "Your collections (default always among them)"}, needIngest(g, handleListCollections(g)))
+	register(s, huma.Operation{OperationID: "get-collection", Method: "GET", Path: "/collections/{name}", Tags: []string{"collections"},
+		Summary: "A collection with its documents counted by status"}, needIngest(g, handleGetCollection(g)))
+	register(s, huma.Operation{OperationID: "delete-collection", Method: "DELETE", Path: "/collections/{name}", Tags: []string{"collections"},
+		Summary: "Delete a collection and its documents", DefaultStatus: http.StatusNoContent}, needIngest(g, handleDeleteCollection(g)))
+	register(s, addDocumentsOperation(s.opts.MaxUploadBytes), needIngest(g, handleAddDocuments(g)))
+	register(s, huma.Operation{OperationID: "list-documents", Method: "GET", Path: "/collections/{name}/documents", Tags: []string{"collections"},
+		Summary: "A collection's documents with their status, pages and chunks, oldest first"}, needIngest(g, handleListDocuments(g)))
+	register(s, huma.Operation{OperationID: "get-document", Method: "GET", Path: "/collections/{name}/documents/{id}", Tags: []string{"collections"},
+		Summary: "A document's status, pages, chunks and error"}, needIngest(g, handleGetDocument(g)))
+	register(s, huma.Operation{OperationID: "delete-document", Method: "DELETE", Path: "/collections/{name}/documents/{id}", Tags: []string{"collections"},
+		Summary: "Delete a document; it leaves search at once", DefaultStatus: http.StatusNoContent}, needIngest(g, handleDeleteDocument(g)))
 
 	// OpenAI's Chat Completions API, for OpenAI's SDKs; errors in OpenAI's shape.
 	register(s, chatCompletionsOperation(s.api.OpenAPI().Components.Schemas), handleChatCompletions(s))

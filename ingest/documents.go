@@ -301,3 +301,31 @@ func itemError(i int, err error) error {
 	}
 	return err
 }
+
+// Collections returns the user's collections by name;
+// search.DefaultCollection is among them, empty, before anything was
+// added to it.
+func (s *Service) Collections(ctx context.Context, userID string) ([]*search.Collection, error) {
+	rows, err := s.st.Reader().QueryContext(ctx, `SELECT name, chunks, created_at FROM collections WHERE user_id = $1 ORDER BY name`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: list collections: %w", err)
+	}
+	defer rows.Close()
+	var out []*search.Collection
+	hasDefault := false
+	for rows.Next() {
+		c := &search.Collection{}
+		if err := rows.Scan(&c.Name, &c.Chunks, &c.CreatedAt); err != nil {
+			return nil, fmt.Errorf("ingest: list collections: %w", err)
+		}
+		hasDefault = hasDefault || c.Name == search.DefaultCollection
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ingest: list collections: %w", err)
+	}
+	if !hasDefault {
+		out = append([]*search.Collection{{Name: search.DefaultCollection}}, out...)
+	}
+	return out, nil
+}

@@ -28,6 +28,12 @@ import (
 	"github.com/ferryhq/ferry/store"
 )
 
+// PDFReader reads the text of PDFs; *extract.PDF is one. Its errors are
+// extract's refusals (*ferry.Error) or its own failures.
+type PDFReader interface {
+	Extract(ctx context.Context, data []byte, o extract.Options) (*extract.Document, error)
+}
+
 // Options configure a Service. Zero fields take the defaults.
 type Options struct {
 	// Workers is how many documents this instance ingests at once.
@@ -80,7 +86,7 @@ func (o Options) withDefaults() Options {
 type Service struct {
 	st   *store.Store
 	ix   *search.Index
-	pdf  *extract.PDF
+	pdf  PDFReader
 	opts Options
 	log  *slog.Logger
 	q    *queue
@@ -94,7 +100,7 @@ type Service struct {
 // a Service that indexes into ix and reads PDFs with pdf. Jobs are worked
 // between Start and Stop; Submit works without Start (another instance
 // may work the jobs).
-func New(ctx context.Context, st *store.Store, db config.Database, ix *search.Index, pdf *extract.PDF,
+func New(ctx context.Context, st *store.Store, db config.Database, ix *search.Index, pdf PDFReader,
 	opts Options, log *slog.Logger) (*Service, error) {
 	s := &Service{st: st, ix: ix, pdf: pdf, opts: opts.withDefaults(), log: log}
 	workers := river.NewWorkers()

@@ -185,7 +185,8 @@ func (s *Service) extract(ctx context.Context, src *source) ([]search.Page, stri
 	for i, p := range d.Pages {
 		pages[i] = search.Page{Number: p.Number, Text: p.Text}
 	}
-	title := strings.TrimSpace(d.Title)
+	// PostgreSQL cannot store NUL in text; a PDF's metadata may hold one.
+	title := strings.TrimSpace(strings.ReplaceAll(d.Title, "\x00", ""))
 	if title == "" && src.filename != "" {
 		title = strings.TrimSuffix(src.filename, path.Ext(src.filename))
 	}
