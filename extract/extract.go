@@ -48,7 +48,7 @@ type Page struct {
 	Text string
 	// HasText says whether the page shows text: a letter or a digit
 	// inside its visible box. A scanned page without an OCR layer has
-	// none, and its Text is "".
+	// none, nor has a page PDFium cannot load; their Text is "".
 	HasText bool
 }
 
