@@ -33,9 +33,14 @@ type Config struct {
 	MaxBodyBytes    int64
 	MaxUploadBytes  int64
 	BodyReadTimeout time.Duration
-	ShutdownTimeout time.Duration
-	ShutdownGrace   time.Duration
-	TrustedProxies  []netip.Prefix
+	// IngestWorkers is how many documents an instance ingests at once;
+	// IngestMaxAttempts how many times a document's job runs before the
+	// document is marked failed.
+	IngestWorkers     int
+	IngestMaxAttempts int
+	ShutdownTimeout   time.Duration
+	ShutdownGrace     time.Duration
+	TrustedProxies    []netip.Prefix
 	// CORSOrigins are the browser origins allowed to call the API from
 	// another site; empty turns CORS off, "*" allows any origin.
 	CORSOrigins []string
@@ -110,6 +115,10 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return positive(&c.MaxBodyBytes, v) }},
 	{Env: "FERRY_MAX_UPLOAD_BYTES", Default: "33554432", Doc: "Largest upload accepted (POST /analyze/pdf: the whole form), refused with 413 from its Content-Length before it is read. Default 32 MiB, Anthropic's request limit.",
 		set: func(c *Config, v string) error { return positive(&c.MaxUploadBytes, v) }},
+	{Env: "FERRY_INGEST_WORKERS", Default: "2", Doc: "How many documents this instance extracts, chunks and indexes at once (POST /collections/{name}/documents).",
+		set: func(c *Config, v string) error { return positiveInt(&c.IngestWorkers, v) }},
+	{Env: "FERRY_INGEST_MAX_ATTEMPTS", Default: "5", Doc: "How many times a document's ingestion job runs, with growing delays, before the document is marked failed with the reason.",
+		set: func(c *Config, v string) error { return positiveInt(&c.IngestMaxAttempts, v) }},
 	{Env: "FERRY_BODY_READ_TIMEOUT", Default: "30s", Doc: "Longest a client may take to send a request body.",
 		set: func(c *Config, v string) error { return duration(&c.BodyReadTimeout, v) }},
 	{Env: "FERRY_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long SIGTERM waits for in-flight requests.",

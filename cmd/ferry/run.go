@@ -23,11 +23,13 @@ import (
 	"github.com/ferryhq/ferry/config"
 	"github.com/ferryhq/ferry/extract"
 	"github.com/ferryhq/ferry/httpapi"
+	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/anthropic"
 	"github.com/ferryhq/ferry/llm/ollama"
 	"github.com/ferryhq/ferry/llm/openai"
+	"github.com/ferryhq/ferry/search"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -225,11 +227,19 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	// its compiled code is kept in the data directory across restarts.
 	pdf := &lazyPDF{opts: extract.PDFOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache")}, log: log}
 	defer pdf.Close() // after shutdown has drained the requests
+	ing, stopIngest, err := startIngest(ctx, cfg, st, pdf, log)
+	if err != nil {
+		return err
+	}
+	// After shutdown (deferred calls run last first): the requests have
+	// ended, running jobs get ingestWait to finish, then PDFium and the
+	// store close.
+	defer stopIngest()
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
 		Stopping: stopping, UserRevoked: userRevoked,
 		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf})
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf, Ingest: ing})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -442,4 +452,33 @@ func (l *lazyPDF) Close() error {
 		return nil
 	}
 	return l.pdf.Close()
+}
+
+// ingestWait is how long, at shutdown, the ingestion jobs still running
+// may take to finish; those cut off then run again at the next start, on
+// this instance or another.
+const ingestWait = 5 * time.Second
+
+// startIngest runs the job queue's migrations and starts this instance's
+// ingestion workers, which also take up the jobs left from before a
+// restart or a crash. stop stops them, waiting up to ingestWait.
+func startIngest(ctx context.Context, cfg *config.Config, st *store.Store, pdf ingest.PDFReader,
+	log *slog.Logger) (ing *ingest.Service, stop func(), err error) {
+	ing, err = ingest.New(ctx, st, cfg.Database, search.New(st), pdf,
+		ingest.Options{Workers: cfg.IngestWorkers, MaxAttempts: cfg.IngestMaxAttempts}, log.With("component", "ingest"))
+	if err != nil {
+		return nil, nil, err
+	}
+	// Not ctx: SIGTERM cancels it, and the workers stop in their turn.
+	if err := ing.Start(context.WithoutCancel(ctx)); err != nil {
+		ing.Stop(context.Background())
+		return nil, nil, err
+	}
+	return ing, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), ingestWait)
+		defer cancel()
+		if err := ing.Stop(sctx); err != nil {
+			log.Warn("stopping the ingestion workers", "error", err)
+		}
+	}, nil
 }
