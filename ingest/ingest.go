@@ -55,8 +55,9 @@ type Options struct {
 	PollInterval time.Duration
 	// Embed is the embedding stage, run between chunking and indexing
 	// with the document's chunks; the document's status is "embedding"
-	// while it runs. Nil skips the stage. (Embeddings are not built yet:
-	// this is where an embedder plugs in.)
+	// while it runs. It sets each chunk's Embedding
+	// (search.Retriever.EmbedChunks), which is stored once the chunks are.
+	// Nil skips the stage.
 	Embed func(ctx context.Context, doc *search.Document, chunks []search.Chunk) error
 }
 

@@ -158,6 +158,12 @@ func (s *Service) ingest(ctx context.Context, a jobArgs) error {
 	if _, err := s.ix.Add(ctx, doc.UserID, doc.Collection, *doc, chunks); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
+	// Add gave the chunks their ids: the vectors Embed set go with them.
+	// A failure here leaves the document to lexical search only (the job
+	// is done: its source went with Add).
+	if err := s.ix.SetEmbeddings(ctx, chunks); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
 	return nil
 }
 

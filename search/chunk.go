@@ -47,6 +47,9 @@ type Chunk struct {
 	Text               string
 	// Tokens is chat.EstimateTokens(Text), the measure of the chunk's size.
 	Tokens int
+	// Embedding is the chunk's vector, set by Retriever.EmbedChunks and
+	// stored by Index.SetEmbeddings; nil when there is none.
+	Embedding []float32
 }
 
 // ChunkOptions sets how Split cuts.

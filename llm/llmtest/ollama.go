@@ -272,8 +272,8 @@ func (s *Server) ollamaPS(w http.ResponseWriter, r *http.Request) {
 }
 
 // ollamaEmbed serves POST /api/embed: one vector per input text, made from
-// the text so that different texts get different vectors, and the input
-// tokens as prompt_eval_count. It is a model call: Script's failures apply.
+// the text so that different texts get different vectors (by SetEmbedding's
+// function when one is set), and the input tokens as prompt_eval_count. It is a model call: Script's failures apply.
 func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 	rec, p, ok := s.begin(w, r, true)
 	if !ok {
@@ -306,9 +306,16 @@ func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 		ollamaError(w, http.StatusBadRequest, "model is required")
 		return
 	}
-	vectors := make([][]float64, len(inputs))
+	s.mu.Lock()
+	fn := s.embed
+	s.mu.Unlock()
+	vectors := make([]any, len(inputs))
 	for i, in := range inputs {
-		vectors[i] = embedding(in)
+		if fn != nil {
+			vectors[i] = fn(in)
+		} else {
+			vectors[i] = embedding(in)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"model": q.Model, "embeddings": vectors,
 		"total_duration": 14143917, "load_duration": 1019500, "prompt_eval_count": p.inputTokens(strings.Join(inputs, " "))})

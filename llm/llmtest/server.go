@@ -48,8 +48,8 @@ const (
 
 // Script says how the server answers chat requests (Anthropic /v1/messages,
 // OpenAI /v1/chat/completions, Ollama /api/chat and /api/generate) and
-// Ollama's embeddings (/api/embed, whose answer only takes the failures
-// and InputTokens). The
+// embeddings (Ollama's /api/embed and OpenAI's /v1/embeddings, whose
+// answers only take the failures and InputTokens; see SetEmbedding). The
 // zero value streams Deltas(100) successfully.
 type Script struct {
 	// Deltas are the text pieces of the answer, one event each; nil means
@@ -165,6 +165,7 @@ type Server struct {
 	seq       int
 	requests  []*Request
 	cancelled int
+	embed     func(string) []float32 // SetEmbedding; nil: embedding
 }
 
 // NewServer starts a Server that streams the default script. Close it when
@@ -183,6 +184,7 @@ func NewServer() *Server {
 	mux.HandleFunc("GET /api/version", s.ollamaVersion)
 	mux.HandleFunc("POST /api/show", s.ollamaShow)
 	mux.HandleFunc("POST /api/embed", s.ollamaEmbed)
+	mux.HandleFunc("POST /v1/embeddings", s.openAIEmbeddings)
 	s.ts = httptest.NewServer(mux)
 	s.URL = s.ts.URL
 	return s

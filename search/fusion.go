@@ -1,0 +1,320 @@
+package search
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/ferryhq/ferry"
+)
+
+// Mode says how a search ranks: by BM25, by vector, or both fused.
+type Mode string
+
+// The search modes. The empty Mode is ModeHybrid.
+const (
+	ModeHybrid  Mode = "hybrid"
+	ModeLexical Mode = "lexical"
+	ModeVector  Mode = "vector"
+)
+
+// Fusion weighs the two rankings of a hybrid search, by weighted
+// reciprocal rank fusion: a chunk's score is
+//
+//	Lexical / (K + its BM25 rank) + Vector / (K + its vector rank)
+//
+// with ranks from 1, and a ranking that does not hold the chunk adding
+// nothing. Equal weights trust a weak embedder as much as BM25, which on
+// SciFact costs a third of the quality (see BENCHMARKS.md); a small Vector
+// weight lets the vectors reorder what BM25 found and add what it missed
+// without overruling it.
+type Fusion struct {
+	Lexical, Vector float64
+	// K damps the weight of the first ranks; 60 is the usual value.
+	K float64
+}
+
+// DefaultFusion is the weighting measured on SciFact with a weak embedder
+// (see BENCHMARKS.md): hybrid is then no worse than lexical, and better
+// with a good one.
+var DefaultFusion = Fusion{Lexical: 1, Vector: 0.3, K: 60}
+
+// Retriever searches an Index by BM25, by vector through an Embedder, or
+// both fused, and embeds chunks for ingestion. Without an Embedder, hybrid
+// search is lexical and vector search is refused. It is safe for
+// concurrent use.
+type Retriever struct {
+	ix     *Index
+	emb    Embedder
+	fusion Fusion
+	vc     *vectorCache
+	log    *slog.Logger
+}
+
+// NewRetriever returns a Retriever over ix; emb nil means no embedder.
+// Zero weights in f take DefaultFusion's; log (nil: none) hears of an
+// embedder failure that a hybrid search answered lexically.
+func NewRetriever(ix *Index, emb Embedder, f Fusion, log *slog.Logger) *Retriever {
+	if f.Lexical <= 0 && f.Vector <= 0 {
+		f.Lexical, f.Vector = DefaultFusion.Lexical, DefaultFusion.Vector
+	}
+	if f.K <= 0 {
+		f.K = DefaultFusion.K
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Retriever{ix: ix, emb: emb, fusion: f, vc: newVectorCache(ix), log: log}
+}
+
+// HasEmbedder reports whether vector search is available.
+func (r *Retriever) HasEmbedder() bool { return r.emb != nil }
+
+// ParseMode returns the Mode s names; "" is ModeHybrid. Anything else is
+// an Invalid error naming the field "mode".
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case "":
+		return ModeHybrid, nil
+	case ModeHybrid, ModeLexical, ModeVector:
+		return m, nil
+	}
+	return "", ferry.InvalidField("mode", "must be hybrid, lexical or vector")
+}
+
+// embeddingText is what is embedded for a chunk: its document's title
+// and its text, as the lexical index has it.
+func embeddingText(title, text string) string {
+	if title == "" {
+		return text
+	}
+	return title + "\n\n" + text
+}
+
+// EmbedChunks sets the Embedding of each chunk of doc, through the
+// embedder; it is ingestion's embedding stage, and Index.SetEmbeddings
+// stores the vectors once Add has stored the chunks. Without an embedder
+// it does nothing. Its errors are the embedder's.
+func (r *Retriever) EmbedChunks(ctx context.Context, doc *Document, chunks []Chunk) error {
+	if r.emb == nil || len(chunks) == 0 {
+		return nil
+	}
+	texts := make([]string, len(chunks))
+	for i, c := range chunks {
+		texts[i] = embeddingText(doc.Title, c.Text)
+	}
+	vecs, err := r.emb.Embed(ctx, texts)
+	if err != nil {
+		return err
+	}
+	if len(vecs) != len(chunks) {
+		return ferry.Errorf(ferry.Upstream, "the embedder returned %d vectors for %d texts", len(vecs), len(chunks))
+	}
+	for i := range chunks {
+		chunks[i].Embedding = vecs[i]
+	}
+	return nil
+}
+
+// Search returns the topK chunks of the user's collection that best match
+// query in mode (see Mode; "" is hybrid), best first, as Index.Lexical
+// does. Hit.Score is BM25 in lexical mode, the cosine in vector mode and
+// the fused score (see Fusion) in hybrid mode. Without an embedder hybrid
+// is lexical, and vector is Invalid ("no embedder configured; set
+// FERRY_EMBED_MODEL"); when the embedder fails on the query, hybrid
+// answers lexically and vector returns its error. Otherwise it fails as
+// Lexical does: Invalid for an empty query or topK outside 1..MaxTopK
+// and NotFound for a collection the user does not have.
+func (r *Retriever) Search(ctx context.Context, userID, collection, query string, topK int, mode Mode) ([]Hit, error) {
+	if mode == "" {
+		mode = ModeHybrid
+	}
+	if _, err := ParseMode(string(mode)); err != nil {
+		return nil, err
+	}
+	if mode == ModeLexical || (mode == ModeHybrid && r.emb == nil) {
+		return r.ix.Lexical(ctx, userID, collection, query, topK)
+	}
+	if r.emb == nil {
+		return nil, &ferry.Error{Code: ferry.Invalid, Message: errNoEmbedder.Error(),
+			Fields: map[string]string{"mode": errNoEmbedder.Error()}}
+	}
+	if strings.TrimSpace(query) == "" {
+		return nil, ferry.InvalidField("query", "must not be empty")
+	}
+	if topK < 1 || topK > MaxTopK {
+		return nil, ferry.InvalidField("top_k", fmt.Sprintf("must be between 1 and %d", MaxTopK))
+	}
+	if mode == ModeVector {
+		return r.vector(ctx, userID, collection, query, topK)
+	}
+	return r.hybrid(ctx, userID, collection, query, topK)
+}
+
+// depth is how many hits of each ranking a hybrid search fuses for topK.
+func depth(topK int) int { return min(MaxTopK, max(50, 2*topK)) }
+
+// hybrid fuses the lexical and vector rankings of query.
+func (r *Retriever) hybrid(ctx context.Context, userID, collection, query string, topK int) ([]Hit, error) {
+	n := depth(topK)
+	lexical, err := r.ix.Lexical(ctx, userID, collection, query, n)
+	if err != nil {
+		return nil, err
+	}
+	near, err := r.nearest(ctx, userID, collection, query, n)
+	if err != nil {
+		if ctx.Err() != nil || ferry.ErrorCode(err) == ferry.NotFound {
+			return nil, err
+		}
+		r.log.Warn("search: the embedder failed; answering lexically", "error", err)
+		return lexical[:min(topK, len(lexical))], nil
+	}
+	fused := r.fusion.fuse(lexical, near)
+	if len(fused) > topK {
+		fused = fused[:topK]
+	}
+	have := make(map[int64]*Hit, len(lexical))
+	for i := range lexical {
+		have[lexical[i].ChunkID] = &lexical[i]
+	}
+	var need []int64
+	for _, f := range fused {
+		if have[f.id] == nil {
+			need = append(need, f.id)
+		}
+	}
+	more, err := r.ix.hitsByID(ctx, need)
+	if err != nil {
+		return nil, err
+	}
+	for i := range more {
+		more[i].Snippet = Snippet(more[i].Text, query)
+		have[more[i].ChunkID] = &more[i]
+	}
+	out := make([]Hit, 0, len(fused))
+	for _, f := range fused {
+		// A chunk deleted since the vectors were read is left out.
+		if h := have[f.id]; h != nil {
+			hit := *h
+			hit.Score = f.score
+			out = append(out, hit)
+		}
+	}
+	return out, nil
+}
+
+// fuse ranks the chunks of both rankings by weighted reciprocal rank
+// fusion, best first.
+func (f Fusion) fuse(lexical []Hit, near []scored) []scored {
+	score := map[int64]float64{}
+	for i, h := range lexical {
+		score[h.ChunkID] += f.Lexical / (f.K + float64(i+1))
+	}
+	for i, s := range near {
+		score[s.id] += f.Vector / (f.K + float64(i+1))
+	}
+	out := make([]scored, 0, len(score))
+	for id, s := range score {
+		out = append(out, scored{id, s})
+	}
+	sortScored(out)
+	return out
+}
+
+// vector returns the topK chunks nearest query.
+func (r *Retriever) vector(ctx context.Context, userID, collection, query string, topK int) ([]Hit, error) {
+	near, err := r.nearest(ctx, userID, collection, query, topK)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(near))
+	for i, s := range near {
+		ids[i] = s.id
+	}
+	found, err := r.ix.hitsByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*Hit, len(found))
+	for i := range found {
+		byID[found[i].ChunkID] = &found[i]
+	}
+	out := make([]Hit, 0, len(near))
+	for _, s := range near {
+		if h := byID[s.id]; h != nil {
+			hit := *h
+			hit.Score, hit.Snippet = s.score, Snippet(hit.Text, query)
+			out = append(out, hit)
+		}
+	}
+	return out, nil
+}
+
+// nearest embeds query and returns the k chunks of the collection nearest
+// it, from this instance's copy of the vectors, brought up to date first.
+func (r *Retriever) nearest(ctx context.Context, userID, collection, query string, k int) ([]scored, error) {
+	var collID int64
+	var v collectionVersion
+	err := r.ix.st.Reader().QueryRowContext(ctx, `SELECT id, chunks, updated_at FROM collections WHERE user_id = $1 AND name = $2`,
+		userID, collection).Scan(&collID, &v.chunks, &v.updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		if collection == DefaultCollection {
+			return nil, nil
+		}
+		return nil, collectionNotFound(collection)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("search: read collection: %w", err)
+	}
+	vecs, err := r.emb.Embed(ctx, []string{query})
+	if err != nil {
+		return nil, err
+	}
+	if len(vecs) != 1 {
+		return nil, ferry.Errorf(ferry.Upstream, "the embedder returned %d vectors for 1 text", len(vecs))
+	}
+	q := vecs[0]
+	normalize(q)
+	set, err := r.vc.get(ctx, collID, v)
+	if err != nil {
+		return nil, err
+	}
+	return set.nearest(q, k), nil
+}
+
+// hitsByID returns the hits for the chunks with ids, in no order; ids of
+// chunks that no longer exist are left out. Snippet and Score are unset.
+func (ix *Index) hitsByID(ctx context.Context, ids []int64) ([]Hit, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	marks := make([]string, len(ids))
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		marks[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = id
+	}
+	rows, err := ix.st.Reader().QueryContext(ctx, `SELECT c.id, c.document_id, d.external_id, d.title, c.page, c.last_page,
+		c.ordinal, c.text FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN (`+strings.Join(marks, ", ")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("search: read chunks: %w", err)
+	}
+	defer rows.Close()
+	var out []Hit
+	for rows.Next() {
+		var h Hit
+		var externalID sql.NullString
+		if err := rows.Scan(&h.ChunkID, &h.DocumentID, &externalID, &h.Title, &h.Page, &h.LastPage, &h.Ordinal, &h.Text); err != nil {
+			return nil, fmt.Errorf("search: read chunks: %w", err)
+		}
+		h.ExternalID = externalID.String
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: read chunks: %w", err)
+	}
+	return out, nil
+}
