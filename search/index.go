@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -253,6 +254,12 @@ func analyzeChunks(title string, chunks []Chunk) []indexedChunk {
 	return out
 }
 
+// Item is a document to add, with its chunks.
+type Item struct {
+	Document Document
+	Chunks   []Chunk
+}
+
 // Add stores doc in the user's collection with its chunks and indexes them;
 // a search finds them once Add returns. A document with the same
 // ExternalID in the collection is replaced: its chunks leave the index in
@@ -262,20 +269,42 @@ func analyzeChunks(title string, chunks []Chunk) []indexedChunk {
 // and Ordinal (its place in chunks) are set. It returns the document as
 // stored.
 func (ix *Index) Add(ctx context.Context, userID, collection string, doc Document, chunks []Chunk) (*Document, error) {
-	if err := checkDocument(&doc); err != nil {
+	docs, err := ix.AddAll(ctx, userID, collection, []Item{{Document: doc, Chunks: chunks}})
+	if err != nil {
 		return nil, err
 	}
-	if doc.Status == "" {
-		doc.Status = StatusIndexed
+	return docs[0], nil
+}
+
+// AddAll adds the items to the user's collection as Add does, all in one
+// transaction: all of them or none. It costs far less than an Add per
+// item, since the index's pages are written once for the lot. Of two
+// items with the same ExternalID, the later replaces the earlier. An
+// Invalid error names the item's field as "documents[i].field".
+func (ix *Index) AddAll(ctx context.Context, userID, collection string, items []Item) ([]*Document, error) {
+	docs := make([]Document, len(items))
+	analyzed := make([][]indexedChunk, len(items))
+	for i, it := range items {
+		doc := it.Document
+		if err := checkDocument(&doc); err != nil {
+			if len(items) > 1 {
+				return nil, itemError(i, err)
+			}
+			return nil, err
+		}
+		if doc.Status == "" {
+			doc.Status = StatusIndexed
+		}
+		if len(doc.Metadata) == 0 {
+			doc.Metadata = json.RawMessage("{}")
+		}
+		doc.UserID, doc.Collection, doc.Chunks = userID, collection, len(it.Chunks)
+		for k := range it.Chunks {
+			it.Chunks[k].Ordinal = k
+		}
+		docs[i] = doc
+		analyzed[i] = analyzeChunks(doc.Title, it.Chunks)
 	}
-	if len(doc.Metadata) == 0 {
-		doc.Metadata = json.RawMessage("{}")
-	}
-	doc.UserID, doc.Collection, doc.Chunks = userID, collection, len(chunks)
-	for i := range chunks {
-		chunks[i].Ordinal = i
-	}
-	analyzed := analyzeChunks(doc.Title, chunks)
 	collID, err := ix.collectionForAdd(ctx, userID, collection)
 	if err != nil {
 		return nil, err
@@ -284,15 +313,37 @@ func (ix *Index) Add(ctx context.Context, userID, collection string, doc Documen
 	// one's look-up and its insert; the unique index stops it, and the
 	// retry then replaces what the other one added.
 	for attempt := 1; ; attempt++ {
-		d := doc
-		err = ix.st.Tx(ctx, func(tx *sql.Tx) error { return ix.add(ctx, tx, collID, &d, analyzed) })
+		out := make([]*Document, len(docs))
+		err = ix.st.Tx(ctx, func(tx *sql.Tx) error {
+			for i := range docs {
+				d := docs[i]
+				out[i] = &d
+			}
+			return ix.add(ctx, tx, collID, out, analyzed)
+		})
 		if err == nil {
-			return &d, nil
+			return out, nil
 		}
-		if !store.IsUnique(err) || attempt == 3 {
-			return nil, fmt.Errorf("add document: %w", err)
+		if store.IsUnique(err) && attempt == 3 {
+			return nil, &ferry.Error{Code: ferry.Conflict, Message: "a document with this id already exists", Err: err}
+		}
+		if !store.IsUnique(err) {
+			return nil, fmt.Errorf("add documents: %w", err)
 		}
 	}
+}
+
+// itemError returns err, an Invalid error about item i of a batch, with its
+// field named as the item's.
+func itemError(i int, err error) error {
+	var fe *ferry.Error
+	if !errors.As(err, &fe) || len(fe.Fields) != 1 {
+		return err
+	}
+	for f, problem := range fe.Fields {
+		return ferry.InvalidField(fmt.Sprintf("documents[%d].%s", i, f), problem)
+	}
+	return err
 }
 
 // collectionForAdd returns the id of the user's collection, creating
@@ -318,52 +369,61 @@ func (ix *Index) collectionForAdd(ctx context.Context, userID, name string) (int
 	}
 }
 
-// add is Add's transaction: it removes the document doc replaces, inserts
-// doc, its chunks and their postings, and updates the collection's
-// statistics.
-func (ix *Index) add(ctx context.Context, tx *sql.Tx, collID int64, doc *Document, chunks []indexedChunk) error {
+// add is AddAll's transaction: for each document it removes the one the
+// document replaces and inserts it and its chunks; then it writes the
+// chunks' postings and updates the collection's statistics.
+func (ix *Index) add(ctx context.Context, tx *sql.Tx, collID int64, docs []*Document, chunks [][]indexedChunk) error {
 	at := now()
-	doc.UpdatedAt = at
-	if doc.ID == "" {
-		doc.ID = uuid.Must(uuid.NewV7()).String()
-	}
-	doc.CreatedAt = at
 	var dChunks, dTerms int64
-	if doc.ExternalID != "" {
-		var oldID string
-		var created time.Time
-		err := tx.QueryRowContext(ctx, `SELECT id, created_at FROM documents WHERE collection_id = $1 AND external_id = $2`,
-			collID, doc.ExternalID).Scan(&oldID, &created)
-		switch {
-		case err == nil:
-			n, terms, err := deleteDocument(ctx, tx, oldID)
-			if err != nil {
+	// A document that a later one of the batch replaces has no postings
+	// to write: its chunks are gone.
+	chunks = slices.Clone(chunks)
+	inBatch := map[string]int{}
+	for i, doc := range docs {
+		doc.CreatedAt, doc.UpdatedAt = at, at
+		if doc.ID == "" {
+			doc.ID = uuid.Must(uuid.NewV7()).String()
+		}
+		if doc.ExternalID != "" {
+			var oldID string
+			var created time.Time
+			err := tx.QueryRowContext(ctx, `SELECT id, created_at FROM documents WHERE collection_id = $1 AND external_id = $2`,
+				collID, doc.ExternalID).Scan(&oldID, &created)
+			switch {
+			case err == nil:
+				n, terms, err := deleteDocument(ctx, tx, oldID)
+				if err != nil {
+					return err
+				}
+				dChunks, dTerms = dChunks-n, dTerms-terms
+				doc.ID, doc.CreatedAt = oldID, created
+				if k, ok := inBatch[oldID]; ok {
+					chunks[k] = nil
+				}
+			case !errors.Is(err, sql.ErrNoRows):
 				return err
 			}
-			dChunks, dTerms = -n, -terms
-			doc.ID, doc.CreatedAt = oldID, created
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
 		}
-	}
-	var externalID any
-	if doc.ExternalID != "" {
-		externalID = doc.ExternalID
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO documents (id, user_id, collection_id, external_id, title, metadata,
-		status, error, pages, chunks, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		doc.ID, doc.UserID, collID, externalID, doc.Title, string(doc.Metadata), string(doc.Status), doc.Error,
-		doc.Pages, doc.Chunks, doc.CreatedAt, doc.UpdatedAt); err != nil {
-		return fmt.Errorf("insert document: %w", err)
-	}
-	for _, c := range chunks {
-		if err := tx.QueryRowContext(ctx, `INSERT INTO chunks (document_id, ordinal, page, last_page, start_byte, end_byte,
-			start_rune, end_rune, text, tokens, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
-			doc.ID, c.Ordinal, c.Page, c.LastPage, c.Start, c.End, c.RuneStart, c.RuneEnd, c.Text, c.Tokens, c.len).Scan(&c.ID); err != nil {
-			return fmt.Errorf("insert chunk: %w", err)
+		inBatch[doc.ID] = i
+		var externalID any
+		if doc.ExternalID != "" {
+			externalID = doc.ExternalID
 		}
-		dChunks++
-		dTerms += int64(c.len)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO documents (id, user_id, collection_id, external_id, title, metadata,
+			status, error, pages, chunks, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			doc.ID, doc.UserID, collID, externalID, doc.Title, string(doc.Metadata), string(doc.Status), doc.Error,
+			doc.Pages, doc.Chunks, doc.CreatedAt, doc.UpdatedAt); err != nil {
+			return fmt.Errorf("insert document: %w", err)
+		}
+		for _, c := range chunks[i] {
+			if err := tx.QueryRowContext(ctx, `INSERT INTO chunks (document_id, ordinal, page, last_page, start_byte, end_byte,
+				start_rune, end_rune, text, tokens, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+				doc.ID, c.Ordinal, c.Page, c.LastPage, c.Start, c.End, c.RuneStart, c.RuneEnd, c.Text, c.Tokens, c.len).Scan(&c.ID); err != nil {
+				return fmt.Errorf("insert chunk: %w", err)
+			}
+			dChunks++
+			dTerms += int64(c.len)
+		}
 	}
 	if err := ix.insertPostings(ctx, tx, collID, chunks); err != nil {
 		return fmt.Errorf("index chunks: %w", err)
@@ -374,19 +434,21 @@ func (ix *Index) add(ctx context.Context, tx *sql.Tx, collID int64, doc *Documen
 }
 
 // insertPostings writes the chunks' rows of the lexical index: on
-// PostgreSQL in one statement per document (arrays, unnested), on SQLite,
-// which runs in this process, row by row through one prepared statement.
-func (ix *Index) insertPostings(ctx context.Context, tx *sql.Tx, collID int64, chunks []indexedChunk) error {
+// PostgreSQL in one statement (arrays, unnested), on SQLite, which runs in
+// this process, row by row through one prepared statement.
+func (ix *Index) insertPostings(ctx context.Context, tx *sql.Tx, collID int64, docs [][]indexedChunk) error {
 	if ix.pg {
 		var terms []string
 		var ids []int64
 		var tfs, lens []int32
-		for _, c := range chunks {
-			for t, n := range c.tf {
-				terms = append(terms, t)
-				ids = append(ids, c.ID)
-				tfs = append(tfs, int32(n))
-				lens = append(lens, int32(c.len))
+		for _, chunks := range docs {
+			for _, c := range chunks {
+				for t, n := range c.tf {
+					terms = append(terms, t)
+					ids = append(ids, c.ID)
+					tfs = append(tfs, int32(n))
+					lens = append(lens, int32(c.len))
+				}
 			}
 		}
 		if len(terms) == 0 {
@@ -397,19 +459,26 @@ func (ix *Index) insertPostings(ctx context.Context, tx *sql.Tx, collID int64, c
 			collID, terms, ids, tfs, lens)
 		return err
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO chunk_terms (collection_id, term, chunk_id, tf, len) VALUES ($1, $2, $3, $4, $5)`)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, c := range chunks {
-		for t, n := range c.tf {
-			if _, err := st.ExecContext(ctx, collID, t, c.ID, n, c.len); err != nil {
-				return err
+	var b strings.Builder
+	b.WriteByte('[')
+	for _, chunks := range docs {
+		for _, c := range chunks {
+			for t, n := range c.tf {
+				if b.Len() > 1 {
+					b.WriteByte(',')
+				}
+				tj, _ := json.Marshal(t)
+				fmt.Fprintf(&b, "[%s,%d,%d,%d]", tj, c.ID, n, c.len)
 			}
 		}
 	}
-	return nil
+	b.WriteByte(']')
+	if b.Len() == 2 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO chunk_terms (collection_id, term, chunk_id, tf, len)
+		SELECT $1, value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($2)`, collID, b.String())
+	return err
 }
 
 // deleteDocument deletes the document with id, its chunks and their

@@ -3,6 +3,7 @@ package search
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -364,4 +365,47 @@ func TestIndexEnginesAgree(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestIndexAddAll(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		ix := New(st)
+		alice := newUser(t, st, "alice")
+		item := func(ext, title, text string) Item {
+			return Item{Document: Document{ExternalID: ext, Title: title}, Chunks: Split([]Page{{Text: text}}, ChunkOptions{})}
+		}
+		docs, err := ix.AddAll(ctx, alice, DefaultCollection, []Item{
+			item("dup", "first", "Walruses sleep on ice."),
+			item("", "other", "Penguins swim fast."),
+			item("dup", "second", "Narwhals have tusks."),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(docs) != 3 || docs[0].ID != docs[2].ID {
+			t.Fatalf("documents %+v: want three, the first and last one document", docs)
+		}
+		if hits := search(t, ix, alice, DefaultCollection, "walruses narwhals penguins"); !slices.Equal(titles(hits), []string{"other", "second"}) &&
+			!slices.Equal(titles(hits), []string{"second", "other"}) {
+			t.Errorf("hits %v, want other and second (first was replaced in the batch)", titles(hits))
+		}
+		assertStats(t, st)
+
+		// A bad item names itself, and nothing of the batch is stored.
+		_, err = ix.AddAll(ctx, alice, DefaultCollection, []Item{item("", "ok", "Zebras."), {Document: Document{Metadata: json.RawMessage(`7`)}}})
+		var fe *ferry.Error
+		if !errors.As(err, &fe) || fe.Code != ferry.Invalid || fe.Fields["documents[1].metadata"] == "" {
+			t.Errorf("bad item: %v, want Invalid naming documents[1].metadata", err)
+		}
+		// A batch that fails in the database leaves nothing either: the
+		// second item reuses the id of a stored document.
+		_, err = ix.AddAll(ctx, alice, DefaultCollection, []Item{item("", "ok", "Zebras."),
+			{Document: Document{ID: docs[1].ID, Title: "clash"}, Chunks: Split([]Page{{Text: "Zebras again."}}, ChunkOptions{})}})
+		wantCode(t, err, ferry.Conflict, "id of a stored document")
+		if hits := search(t, ix, alice, DefaultCollection, "zebras"); len(hits) != 0 {
+			t.Errorf("after failed batches: %v, want nothing stored", titles(hits))
+		}
+		assertStats(t, st)
+	})
 }

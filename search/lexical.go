@@ -144,25 +144,8 @@ func (ix *Index) termWeights(ctx context.Context, collID, n int64, terms []strin
 // Lucene's form: without BM25's constant factor (k1 + 1), which does not
 // change the order.
 func (ix *Index) rank(ctx context.Context, collID int64, avgLen float64, weights []termWeight, topK int) ([]Hit, error) {
-	p := ix.BM25
-	args := []any{collID, p.K1 * (1 - p.B), p.K1 * p.B / avgLen, topK}
-	values := make([]string, len(weights))
-	for i, w := range weights {
-		values[i] = fmt.Sprintf("($%d, CAST($%d AS DOUBLE PRECISION))", len(args)+1, len(args)+2)
-		args = append(args, w.term, w.weight)
-	}
-	// The casts are for PostgreSQL, which cannot tell a parameter's type
-	// from a VALUES list; SQLite reads them as REAL.
-	rows, err := ix.st.Reader().QueryContext(ctx, `WITH q (term, w) AS (VALUES `+strings.Join(values, ", ")+`),
-		top AS (
-			SELECT p.chunk_id, SUM(q.w * p.tf / (p.tf + CAST($2 AS DOUBLE PRECISION) + CAST($3 AS DOUBLE PRECISION) * p.len)) AS score
-			FROM q JOIN chunk_terms p ON p.collection_id = $1 AND p.term = q.term
-			GROUP BY p.chunk_id
-			ORDER BY score DESC, p.chunk_id
-			LIMIT $4)
-		SELECT c.id, c.document_id, d.external_id, d.title, c.page, c.last_page, c.ordinal, c.text, top.score
-		FROM top JOIN chunks c ON c.id = top.chunk_id JOIN documents d ON d.id = c.document_id
-		ORDER BY top.score DESC, c.id`, args...)
+	query, args := ix.rankSQL(collID, avgLen, weights, topK)
+	rows, err := ix.st.Reader().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search: rank: %w", err)
 	}
@@ -184,6 +167,33 @@ func (ix *Index) rank(ctx context.Context, collID int64, avgLen float64, weights
 	return hits, nil
 }
 
+// rankSQL returns rank's query and its arguments.
+func (ix *Index) rankSQL(collID int64, avgLen float64, weights []termWeight, topK int) (string, []any) {
+	p := ix.BM25
+	args := []any{collID, p.K1 * (1 - p.B), p.K1 * p.B / avgLen, topK}
+	values := make([]string, len(weights))
+	for i, w := range weights {
+		values[i] = fmt.Sprintf("($%d, CAST($%d AS DOUBLE PRECISION))", len(args)+1, len(args)+2)
+		args = append(args, w.term, w.weight)
+	}
+	// The casts are for PostgreSQL, which cannot tell a parameter's type
+	// from a VALUES list; SQLite reads them as REAL. CROSS JOIN makes
+	// SQLite read the postings term by term through the primary key (its
+	// planner may otherwise scan the whole collection's postings for a
+	// long query); PostgreSQL plans it as the inner join it is.
+	return `WITH q (term, w) AS (VALUES ` + strings.Join(values, ", ") + `),
+		top AS (
+			SELECT p.chunk_id, SUM(q.w * p.tf / (p.tf + CAST($2 AS DOUBLE PRECISION) + CAST($3 AS DOUBLE PRECISION) * p.len)) AS score
+			FROM q CROSS JOIN chunk_terms p
+			WHERE p.collection_id = $1 AND p.term = q.term
+			GROUP BY p.chunk_id
+			ORDER BY score DESC, p.chunk_id
+			LIMIT $4)
+		SELECT c.id, c.document_id, d.external_id, d.title, c.page, c.last_page, c.ordinal, c.text, top.score
+		FROM top JOIN chunks c ON c.id = top.chunk_id JOIN documents d ON d.id = c.document_id
+		ORDER BY top.score DESC, c.id`, args
+}
+
 // snippetRunes is about how long a snippet is, in characters.
 const snippetRunes = 240
 
@@ -193,11 +203,16 @@ const snippetRunes = 240
 // the terms gives its beginning.
 func Snippet(text, query string) string {
 	want := map[string]bool{}
+	// A stem keeps its word's first letter: a word whose first letter
+	// starts no query term need not be stemmed.
+	var firsts [256]bool
 	for _, t := range QueryTerms(query) {
 		want[t] = true
+		firsts[t[0]] = true
 	}
+	skip := func(w string) bool { return w[0] < utf8.RuneSelf && !firsts[lower(w[0])] }
 	var matches []term
-	for _, t := range analyze(text, true) {
+	for _, t := range analyze(text, true, skip) {
 		if want[t.text] {
 			matches = append(matches, t)
 		}
@@ -277,4 +292,12 @@ func midWord(text string, i int) bool {
 	a, _ := utf8.DecodeLastRuneInString(text[:i])
 	b, _ := utf8.DecodeRuneInString(text[i:])
 	return isWordRune(a) && isWordRune(b)
+}
+
+// lower lowercases an ASCII letter.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

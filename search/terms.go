@@ -3,6 +3,7 @@ package search
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -51,14 +52,14 @@ type term struct {
 // query of one character ("猫") finds the text that has it inside a longer
 // run ("小猫很可爱").
 func DocumentTerms(text string) []string {
-	return termTexts(analyze(text, true))
+	return termTexts(analyze(text, true, nil))
 }
 
 // QueryTerms returns the index terms of a query, in order, repeats kept (a
 // word asked for twice weighs twice). A run of CJK characters is queried
 // by its pairs, and a lone character by itself.
 func QueryTerms(query string) []string {
-	return termTexts(analyze(query, false))
+	return termTexts(analyze(query, false, nil))
 }
 
 func termTexts(ts []term) []string {
@@ -70,8 +71,9 @@ func termTexts(ts []term) []string {
 }
 
 // analyze splits text into terms; document adds CJK unigrams (see
-// DocumentTerms).
-func analyze(text string, document bool) []term {
+// DocumentTerms). A word of a spaced script for which skip reports true is
+// left out before it is stemmed (Snippet's shortcut).
+func analyze(text string, document bool, skip func(word string) bool) []term {
 	var out []term
 	i := 0
 	for i < len(text) {
@@ -90,6 +92,10 @@ func analyze(text string, document bool) []term {
 			i = j
 		case isWordRune(r):
 			j := wordEnd(text, i)
+			if skip != nil && skip(text[i:j]) {
+				i = j
+				continue
+			}
 			if t, ok := word(text[i:j]); ok {
 				out = append(out, term{t, i, j})
 			}
@@ -175,29 +181,26 @@ func word(w string) (string, bool) {
 const stemCacheSize = 1 << 16
 
 // stemCache remembers stems: the stemmer allocates on every call, and the
-// same few thousand words make up most of any text.
+// same few thousand words make up most of any text. Searches read it
+// concurrently, hence a sync.Map; when it is full it starts over.
 type stemCache struct {
-	mu sync.Mutex
-	m  map[string]string
+	m sync.Map // word -> stem
+	n atomic.Int64
 }
 
-var stems = &stemCache{m: map[string]string{}}
+var stems = &stemCache{}
 
 // stem returns the English stem of the lowercase ASCII word w.
 func (c *stemCache) stem(w string) string {
-	c.mu.Lock()
-	s, ok := c.m[w]
-	c.mu.Unlock()
-	if ok {
-		return s
+	if s, ok := c.m.Load(w); ok {
+		return s.(string)
 	}
-	s = english.Stem(w, true)
-	c.mu.Lock()
-	if len(c.m) >= stemCacheSize {
-		clear(c.m)
+	s := english.Stem(w, true)
+	if c.n.Add(1) > stemCacheSize {
+		c.m.Clear()
+		c.n.Store(0)
 	}
-	c.m[strings.Clone(w)] = s
-	c.mu.Unlock()
+	c.m.Store(strings.Clone(w), s)
 	return s
 }
 
