@@ -11,6 +11,7 @@ import (
 	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/ollama"
+	"github.com/ferryhq/ferry/search"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -28,6 +29,10 @@ type Services struct {
 	// Ingest keeps collections and takes documents into them
 	// (/collections/*).
 	Ingest *ingest.Service
+
+	// Retriever searches the collections (/collections/{name}/search,
+	// /rag/query); nil: lexical search over Ingest's index.
+	Retriever *search.Retriever
 
 	// PDF reads uploaded PDFs (/analyze/pdf); nil: that endpoint answers
 	// 503. run makes one that starts PDFium on first use.
@@ -125,6 +130,10 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "A document's status, pages, chunks and error"}, needIngest(g, handleGetDocument(g)))
 	register(s, huma.Operation{OperationID: "delete-document", Method: "DELETE", Path: "/collections/{name}/documents/{id}", Tags: []string{"collections"},
 		Summary: "Delete a document; it leaves search at once", DefaultStatus: http.StatusNoContent}, needIngest(g, handleDeleteDocument(g)))
+	r := s.retriever()
+	register(s, huma.Operation{OperationID: "search-collection", Method: "POST", Path: "/collections/{name}/search", Tags: []string{"collections"},
+		Summary: "Search a collection: its best chunks with their document, page, snippet and score"}, needIngest(g, handleSearch(r)))
+	register(s, ragOperation(), needIngest(g, handleRAGQuery(s, c, r)))
 
 	// OpenAI's Chat Completions API, for OpenAI's SDKs; errors in OpenAI's shape.
 	register(s, chatCompletionsOperation(s.api.OpenAPI().Components.Schemas), handleChatCompletions(s))
