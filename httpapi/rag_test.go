@@ -18,6 +18,7 @@ import (
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
+	"github.com/ferryhq/ferry/embed"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/limit"
@@ -79,11 +80,12 @@ type ragEnv struct {
 	fake     *llmtest.Server
 	store    *store.Store
 	ix       *search.Index
-	a, b     string // access tokens
+	ret      *search.Retriever // the API's; with an embedder when asked
+	a, b     string            // access tokens
 	aID, bID string
 }
 
-func newRAGEnv(t *testing.T, engine string) *ragEnv {
+func newRAGEnv(t *testing.T, engine string, embedder bool) *ragEnv {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.Database(t, engine)
@@ -115,13 +117,24 @@ func newRAGEnv(t *testing.T, engine string) *ragEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ing.Stop(context.Background()) })
+	var emb search.Embedder
+	if embedder {
+		fake.SetEmbedding(llmtest.HashedWords(64))
+		client, err := embed.New(embed.Config{Model: "openai/text-embedding-3-small", OpenAIAPIKey: "sk-test",
+			OpenAIBaseURL: fake.OpenAIURL(), HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		emb = client
+	}
+	ret := search.NewRetriever(ix, emb, search.Fusion{}, log)
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: 1 << 20, Draining: context.Background()},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chat.NewService(st, router, chat.Options{SystemPrompt: "be brief"}),
-			LLM: router, Ingest: ing})
+			LLM: router, Ingest: ing, Retriever: ret})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	t.Cleanup(fake.Close) // before srv.Close: a stuck stream fails its test
-	e := &ragEnv{url: srv.URL, fake: fake, store: st, ix: ix}
+	e := &ragEnv{url: srv.URL, fake: fake, store: st, ix: ix, ret: ret}
 	for _, u := range []struct {
 		email     string
 		token, id *string
@@ -159,9 +172,17 @@ func (e *ragEnv) index(t *testing.T, userID, collection string, ids ...string) m
 			t.Fatalf("abstract %s is not in the corpus", id)
 		}
 		chunks := search.Split([]search.Page{{Number: 1, Text: a.Text}}, search.ChunkOptions{})
-		d, err := e.ix.Add(context.Background(), userID, collection,
-			search.Document{ExternalID: id, Title: a.Title, Status: search.StatusIndexed, Pages: 1}, chunks)
+		doc := search.Document{ExternalID: id, Title: a.Title, Status: search.StatusIndexed, Pages: 1}
+		// As ingestion does: embed (without an embedder, nothing), add,
+		// then store the vectors under the chunks' ids.
+		if err := e.ret.EmbedChunks(context.Background(), &doc, chunks); err != nil {
+			t.Fatal(err)
+		}
+		d, err := e.ix.Add(context.Background(), userID, collection, doc, chunks)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ix.SetEmbeddings(context.Background(), chunks); err != nil {
 			t.Fatal(err)
 		}
 		docs[id] = d.ID
@@ -274,6 +295,45 @@ func TestCollectionSearch(t *testing.T) {
 	})
 }
 
+// TestCollectionSearchModes searches with an embedder (the fake's
+// /v1/embeddings, hashed words): each mode ranks and says so, the prion
+// abstract first in each for words of its own (no mode is hybrid), and
+// /rag/query takes the mode too.
+func TestCollectionSearchModes(t *testing.T) {
+	t.Parallel()
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			e := newRAGEnv(t, engine, true)
+			docs := e.index(t, e.aID, "science", prion, nanotech, rareVar, underwt, folicAcid)
+			for _, mode := range []string{"lexical", "vector", "hybrid", ""} {
+				req := map[string]any{"query": "archived appendix samples abnormal prion protein survey", "top_k": 3}
+				if mode != "" {
+					req["mode"] = mode
+				}
+				status, body := e.post(t, "/collections/science/search", e.a, req)
+				var out struct {
+					Mode    string         `json:"mode"`
+					Results []searchResult `json:"results"`
+				}
+				json.Unmarshal([]byte(body), &out)
+				want := mode
+				if want == "" {
+					want = "hybrid"
+				}
+				if status != http.StatusOK || out.Mode != want || len(out.Results) == 0 || out.Results[0].DocumentID != docs[prion] {
+					t.Errorf("mode %q: %d %s, want mode %s with the prion abstract first", mode, status, body, want)
+				}
+			}
+			e.fake.SetScript(llmtest.Script{Deltas: []string{"Yes [1]."}})
+			status, evs, raw := e.ragEvents(t, e.a, map[string]any{"question": prionQuery, "collection": "science", "mode": "vector", "top_k": 2})
+			if status != http.StatusOK || len(evs[0]["sources"].([]any)) != 2 {
+				t.Errorf("rag/query in vector mode: %d %s, want 2 sources", status, raw)
+			}
+		})
+	}
+}
+
 // eachRAGEngine runs fn as a parallel subtest per engine, each on a fresh
 // ragEnv.
 func eachRAGEngine(t *testing.T, fn func(t *testing.T, e *ragEnv)) {
@@ -281,7 +341,7 @@ func eachRAGEngine(t *testing.T, fn func(t *testing.T, e *ragEnv)) {
 	for _, engine := range storetest.Engines(t) {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
-			fn(t, newRAGEnv(t, engine))
+			fn(t, newRAGEnv(t, engine, false))
 		})
 	}
 }
