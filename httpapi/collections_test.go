@@ -283,3 +283,35 @@ func TestCollectionsIngestion(t *testing.T) {
 		})
 	}
 }
+
+func TestDocumentEvents(t *testing.T) {
+	t.Parallel()
+	e := newCollectionsEnv(t, "sqlite")
+	ann, bob := e.signUp(t, "ann@example.com"), e.signUp(t, "bob@example.com")
+	res := e.do(t, request{method: "POST", path: "/collections/default/documents", auth: ann.access,
+		body: map[string]string{"text": "Lighthouses guide ships along the coast."}})
+	ids, _ := items(t, res)
+	path := "/collections/default/documents/" + ids[0] + "/events"
+	if res := e.do(t, request{method: "GET", path: path, auth: bob.access}); res.status != http.StatusNotFound {
+		t.Fatalf("bob following ann's document: %d; want 404", res.status)
+	}
+	// The stream follows the document until it is indexed, then ends.
+	res = e.do(t, request{method: "GET", path: path, auth: ann.access})
+	if res.status != http.StatusOK || !strings.HasPrefix(res.header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("events: %d %s", res.status, res.header.Get("Content-Type"))
+	}
+	events := strings.Split(strings.TrimSpace(res.body), "\n\n")
+	lastEvent := events[len(events)-1]
+	if !strings.Contains(events[0], `"id":"`+ids[0]+`"`) || !strings.Contains(lastEvent, `"status":"indexed"`) ||
+		!strings.Contains(lastEvent, `"done":true`) || !strings.Contains(lastEvent, `"chunks":1`) {
+		t.Fatalf("events: %s; want the document first and indexed, done, last", res.body)
+	}
+	if strings.Count(res.body, `"done":true`) != 1 {
+		t.Fatalf("events: %s; want one done event", res.body)
+	}
+	// A document already indexed: one event, done.
+	res = e.do(t, request{method: "GET", path: path, auth: ann.access})
+	if strings.Count(res.body, "data: ") != 1 || !strings.Contains(res.body, `"done":true`) {
+		t.Fatalf("events of an indexed document: %s; want one done event", res.body)
+	}
+}

@@ -128,6 +128,7 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "A collection's documents with their status, pages and chunks, oldest first"}, needIngest(g, handleListDocuments(g)))
 	register(s, huma.Operation{OperationID: "get-document", Method: "GET", Path: "/collections/{name}/documents/{id}", Tags: []string{"collections"},
 		Summary: "A document's status, pages, chunks and error"}, needIngest(g, handleGetDocument(g)))
+	register(s, documentEventsOperation(), needIngest(g, handleDocumentEvents(s, g)))
 	register(s, huma.Operation{OperationID: "delete-document", Method: "DELETE", Path: "/collections/{name}/documents/{id}", Tags: []string{"collections"},
 		Summary: "Delete a document; it leaves search at once", DefaultStatus: http.StatusNoContent}, needIngest(g, handleDeleteDocument(g)))
 	r := s.retriever()
