@@ -386,7 +386,8 @@ func jsonStrings(v any, out *strings.Builder) {
 // ([1] and [2] of the fake's answer, not the uncited ones nor a number
 // that is no source). The prompt that reached the upstream numbers the
 // sources and asks for [n] citations; the turn is stored with its
-// sources; and a follow-up in the conversation works.
+// sources; a follow-up in the conversation works; and deleting the
+// conversation deletes the sources.
 func TestRAGQuery(t *testing.T) {
 	eachRAGEngine(t, func(t *testing.T, e *ragEnv) {
 		docs := e.index(t, e.aID, search.DefaultCollection, prion, nanotech, rareVar, underwt, folicAcid)
@@ -508,6 +509,24 @@ func TestRAGQuery(t *testing.T) {
 		// b cannot continue a's conversation.
 		if status, _, raw := e.ragEvents(t, e.b, map[string]any{"question": prionQuery, "conversation_id": convID}); status != http.StatusNotFound {
 			t.Errorf("b continuing a's conversation: %d %s", status, raw)
+		}
+
+		// Deleting the conversation deletes its answers' sources.
+		req, _ := http.NewRequest("DELETE", e.url+"/conversations/"+convID, nil)
+		req.Header.Set("Authorization", "Bearer "+e.a)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete conversation: %d", resp.StatusCode)
+		}
+		if err := e.store.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if left, err := e.store.AnswerSources(context.Background(), msgID); err != nil || len(left) != 0 {
+			t.Errorf("after the conversation was deleted its sources are %v (%v), want none", left, err)
 		}
 	})
 }
