@@ -48,7 +48,7 @@ type cliCommand struct {
 var commands = []*cliCommand{
 	serveCommand, migrateCommand,
 	userCreateCommand, userListCommand, userSetPasswordCommand, userSetRoleCommand, userUnblockCommand,
-	versionCommand,
+	ingestCommand, versionCommand,
 }
 
 var versionCommand = &cliCommand{
