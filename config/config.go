@@ -60,6 +60,14 @@ type Config struct {
 	// answer that has begun.
 	UpstreamHeaderTimeout time.Duration
 	UpstreamIdleTimeout   time.Duration
+
+	// EmbedModel is the embedding model, "openai/NAME" or "ollama/NAME";
+	// empty means none (retrieval is lexical). EmbedBatch is how many
+	// texts one embedding request carries; HybridVectorWeight the vector
+	// ranking's share of a hybrid search's score, 0..1.
+	EmbedModel         string
+	EmbedBatch         int
+	HybridVectorWeight float64
 }
 
 // Database says which engine to open and how.
@@ -119,6 +127,12 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return positiveInt(&c.IngestWorkers, v) }},
 	{Env: "FERRY_INGEST_MAX_ATTEMPTS", Default: "5", Doc: "How many times a document's ingestion job runs, with growing delays, before the document is marked failed with the reason.",
 		set: func(c *Config, v string) error { return positiveInt(&c.IngestMaxAttempts, v) }},
+	{Env: "FERRY_EMBED_MODEL", Default: "", Doc: "Embedding model for vector and hybrid search, as openai/NAME (OPENAI_BASE_URL's /embeddings) or ollama/NAME (OLLAMA_BASE_URL's /api/embed), e.g. ollama/nomic-embed-text. Empty: search is lexical (BM25) only.",
+		set: func(c *Config, v string) error { return embedModel(&c.EmbedModel, v) }},
+	{Env: "FERRY_EMBED_BATCH", Default: "64", Doc: "How many chunks one embedding request carries.",
+		set: func(c *Config, v string) error { return positiveInt(&c.EmbedBatch, v) }},
+	{Env: "FERRY_HYBRID_VECTOR_WEIGHT", Default: "0.1", Doc: "Share of the vector ranking in a hybrid search's score, 0 to 1 (BM25 has the rest), each ranking's scores scaled to 0..1 first. The default was measured on SciFact with a weak embedder (BENCHMARKS.md); raise it for a strong one.",
+		set: func(c *Config, v string) error { return fraction(&c.HybridVectorWeight, v) }},
 	{Env: "FERRY_BODY_READ_TIMEOUT", Default: "30s", Doc: "Longest a client may take to send a request body.",
 		set: func(c *Config, v string) error { return duration(&c.BodyReadTimeout, v) }},
 	{Env: "FERRY_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long SIGTERM waits for in-flight requests.",
@@ -278,6 +292,26 @@ func positive(dst *int64, v string) error {
 		return fmt.Errorf("want a positive whole number")
 	}
 	*dst = n
+	return nil
+}
+
+// embedModel reads a model named "openai/NAME" or "ollama/NAME".
+func embedModel(dst *string, v string) error {
+	provider, name, ok := strings.Cut(v, "/")
+	if !ok || name == "" || (provider != "openai" && provider != "ollama") {
+		return fmt.Errorf("want openai/MODEL or ollama/MODEL, as in ollama/nomic-embed-text")
+	}
+	*dst = v
+	return nil
+}
+
+// fraction reads a number from 0 to 1.
+func fraction(dst *float64, v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 {
+		return fmt.Errorf("want a number from 0 to 1")
+	}
+	*dst = f
 	return nil
 }
 

@@ -42,6 +42,9 @@ func TestDefaults(t *testing.T) {
 
 		UpstreamHeaderTimeout: 2 * time.Minute,
 		UpstreamIdleTimeout:   time.Minute,
+
+		EmbedBatch:         64,
+		HybridVectorWeight: 0.1,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -156,6 +159,11 @@ func TestInvalidValuesNameTheSetting(t *testing.T) {
 		{"FERRY_MAX_BODY_BYTES", map[string]string{"FERRY_MAX_BODY_BYTES": "1MB"}, ""},
 		{"FERRY_CONTEXT_TOKENS", map[string]string{"FERRY_CONTEXT_TOKENS": "-5"}, ""},
 		{"FERRY_LOG_LEVEL", map[string]string{"FERRY_LOG_LEVEL": "verbose"}, ""},
+		{"FERRY_EMBED_MODEL", map[string]string{"FERRY_EMBED_MODEL": "nomic-embed-text"}, ""},
+		{"FERRY_EMBED_MODEL", map[string]string{"FERRY_EMBED_MODEL": "anthropic/claude"}, ""},
+		{"FERRY_EMBED_BATCH", map[string]string{"FERRY_EMBED_BATCH": "0"}, ""},
+		{"FERRY_HYBRID_VECTOR_WEIGHT", map[string]string{"FERRY_HYBRID_VECTOR_WEIGHT": "1.5"}, ""},
+		{"FERRY_HYBRID_VECTOR_WEIGHT", map[string]string{"FERRY_HYBRID_VECTOR_WEIGHT": "half"}, ""},
 		{"ANTHROPIC_BASE_URL", map[string]string{"ANTHROPIC_BASE_URL": "api.anthropic.com"}, ""},
 		{"OPENAI_BASE_URL", map[string]string{"OPENAI_BASE_URL": "ftp://models.local"}, ""},
 		{"OLLAMA_BASE_URL", map[string]string{"OLLAMA_BASE_URL": "http://"}, ""},

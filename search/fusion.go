@@ -21,26 +21,27 @@ const (
 	ModeVector  Mode = "vector"
 )
 
-// Fusion weighs the two rankings of a hybrid search, by weighted
-// reciprocal rank fusion: a chunk's score is
+// Fusion weighs the two rankings of a hybrid search by a convex
+// combination of their scores: each ranking's scores are scaled to 0..1
+// over the chunks it returned (min-max), a chunk that a ranking did not
+// return gets 0 there, and a chunk's score is
 //
-//	Lexical / (K + its BM25 rank) + Vector / (K + its vector rank)
+//	(1 - Vector) * BM25 + Vector * cosine
 //
-// with ranks from 1, and a ranking that does not hold the chunk adding
-// nothing. Equal weights trust a weak embedder as much as BM25, which on
-// SciFact costs a third of the quality (see BENCHMARKS.md); a small Vector
-// weight lets the vectors reorder what BM25 found and add what it missed
-// without overruling it.
+// Why not reciprocal rank fusion: it keeps only ranks, so a weak
+// embedder's first hit counts as much as BM25's however far apart their
+// scores; on SciFact with a weak embedder RRF lost nDCG@10 at every
+// weight that let the vectors matter, while this combination held it (see
+// BENCHMARKS.md).
 type Fusion struct {
-	Lexical, Vector float64
-	// K damps the weight of the first ranks; 60 is the usual value.
-	K float64
+	// Vector is the vector ranking's share, 0 to 1; BM25 has the rest.
+	Vector float64
 }
 
 // DefaultFusion is the weighting measured on SciFact with a weak embedder
-// (see BENCHMARKS.md): hybrid is then no worse than lexical, and better
-// with a good one.
-var DefaultFusion = Fusion{Lexical: 1, Vector: 0.3, K: 60}
+// (see BENCHMARKS.md): hybrid is then as good as lexical; a strong
+// embedder deserves more weight (FERRY_HYBRID_VECTOR_WEIGHT).
+var DefaultFusion = Fusion{Vector: 0.1}
 
 // Retriever searches an Index by BM25, by vector through an Embedder, or
 // both fused, and embeds chunks for ingestion. Without an Embedder, hybrid
@@ -55,15 +56,10 @@ type Retriever struct {
 }
 
 // NewRetriever returns a Retriever over ix; emb nil means no embedder.
-// Zero weights in f take DefaultFusion's; log (nil: none) hears of an
-// embedder failure that a hybrid search answered lexically.
+// f.Vector is kept within 0..1; log (nil: none) hears of an embedder
+// failure that a hybrid search answered lexically.
 func NewRetriever(ix *Index, emb Embedder, f Fusion, log *slog.Logger) *Retriever {
-	if f.Lexical <= 0 && f.Vector <= 0 {
-		f.Lexical, f.Vector = DefaultFusion.Lexical, DefaultFusion.Vector
-	}
-	if f.K <= 0 {
-		f.K = DefaultFusion.K
-	}
+	f.Vector = min(1, max(0, f.Vector))
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -206,15 +202,21 @@ func (r *Retriever) hybrid(ctx context.Context, userID, collection, query string
 	return out, nil
 }
 
-// fuse ranks the chunks of both rankings by weighted reciprocal rank
-// fusion, best first.
+// fuse ranks the chunks of both rankings (each best first) as Fusion
+// says, best first, ties by id.
 func (f Fusion) fuse(lexical []Hit, near []scored) []scored {
-	score := map[int64]float64{}
-	for i, h := range lexical {
-		score[h.ChunkID] += f.Lexical / (f.K + float64(i+1))
+	score := make(map[int64]float64, len(lexical)+len(near))
+	if len(lexical) > 0 {
+		hi, lo := lexical[0].Score, lexical[len(lexical)-1].Score
+		for _, h := range lexical {
+			score[h.ChunkID] += (1 - f.Vector) * scale(h.Score, lo, hi)
+		}
 	}
-	for i, s := range near {
-		score[s.id] += f.Vector / (f.K + float64(i+1))
+	if len(near) > 0 {
+		hi, lo := near[0].score, near[len(near)-1].score
+		for _, s := range near {
+			score[s.id] += f.Vector * scale(s.score, lo, hi)
+		}
 	}
 	out := make([]scored, 0, len(score))
 	for id, s := range score {
@@ -222,6 +224,15 @@ func (f Fusion) fuse(lexical []Hit, near []scored) []scored {
 	}
 	sortScored(out)
 	return out
+}
+
+// scale maps x from lo..hi to 0..1; a ranking whose scores are all equal
+// gives 1.
+func scale(x, lo, hi float64) float64 {
+	if hi <= lo {
+		return 1
+	}
+	return (x - lo) / (hi - lo)
 }
 
 // vector returns the topK chunks nearest query.

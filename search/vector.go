@@ -62,8 +62,10 @@ func normalize(v []float32) {
 
 // SetEmbeddings stores the Embedding of each chunk that has both an ID
 // (Add gave it one) and an Embedding, normalised, and marks the chunks'
-// collections changed so that every instance's vector search sees them.
-// Chunks without either are left as they are.
+// collection changed so that every instance's vector search sees them;
+// their document, when Add stored it as StatusEmbedding, becomes
+// StatusIndexed in the same transaction. Chunks without either are left
+// as they are. The chunks are one document's.
 func (ix *Index) SetEmbeddings(ctx context.Context, chunks []Chunk) error {
 	var first int64
 	for _, c := range chunks {
@@ -86,10 +88,16 @@ func (ix *Index) SetEmbeddings(ctx context.Context, chunks []Chunk) error {
 				return err
 			}
 		}
+		at := now()
+		if _, err := tx.ExecContext(ctx, `UPDATE documents SET status = $1, updated_at = $2
+			WHERE status = $3 AND id = (SELECT document_id FROM chunks WHERE id = $4)`,
+			string(StatusIndexed), at, string(StatusEmbedding), first); err != nil {
+			return err
+		}
 		// updated_at is the collection's version for vectorCache: a new
 		// value makes every instance look for the new vectors.
 		_, err := tx.ExecContext(ctx, `UPDATE collections SET updated_at = $1 WHERE id =
-			(SELECT d.collection_id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = $2)`, now(), first)
+			(SELECT d.collection_id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = $2)`, at, first)
 		return err
 	})
 	if err != nil {

@@ -55,7 +55,7 @@ func embedder(t *testing.T, fn func(string) []float32) (*embed.Client, *llmtest.
 }
 
 // addEmbedded adds a one-page document as ingestion does: embed the
-// chunks, add them, store the vectors.
+// chunks, add them as StatusEmbedding, store the vectors.
 func addEmbedded(t *testing.T, r *Retriever, userID, collection string, doc Document, text string) *Document {
 	t.Helper()
 	ctx := context.Background()
@@ -63,12 +63,17 @@ func addEmbedded(t *testing.T, r *Retriever, userID, collection string, doc Docu
 	if err := r.EmbedChunks(ctx, &doc, chunks); err != nil {
 		t.Fatal(err)
 	}
+	doc.Status = StatusEmbedding
 	d, err := r.ix.Add(ctx, userID, collection, doc, chunks)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.ix.SetEmbeddings(ctx, chunks); err != nil {
 		t.Fatal(err)
+	}
+	// Indexed once its vectors are stored.
+	if got, err := r.ix.Document(ctx, userID, d.ID); err != nil || got.Status != StatusIndexed {
+		t.Fatalf("after SetEmbeddings: %+v, %v; want indexed", got, err)
 	}
 	return d
 }
@@ -102,7 +107,7 @@ func TestRetrieverEmbeddingsStoredAndUsed(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		emb, up := embedder(t, synonyms)
-		r := NewRetriever(New(st), emb, Fusion{}, nil)
+		r := NewRetriever(New(st), emb, DefaultFusion, nil)
 		u := newUser(t, st, "ann")
 		addEmbedded(t, r, u, "default", Document{Title: "Pets"}, "Cats sleep most of the day.")
 		addEmbedded(t, r, u, "default", Document{Title: "Traffic"}, "Cars queue at the lights.")
@@ -189,8 +194,8 @@ func TestRetrieverCoherentAcrossInstances(t *testing.T) {
 			}
 			stA, stB := open(), open()
 			emb, _ := embedder(t, synonyms)
-			a := NewRetriever(New(stA), emb, Fusion{}, nil)
-			b := NewRetriever(New(stB), emb, Fusion{}, nil)
+			a := NewRetriever(New(stA), emb, DefaultFusion, nil)
+			b := NewRetriever(New(stB), emb, DefaultFusion, nil)
 			u := newUser(t, stA, "ann")
 			addEmbedded(t, a, u, "default", Document{Title: "Pets", ExternalID: "pets"}, "Cats sleep most of the day.")
 			if got := titles(find(t, b, u, "kitten", ModeVector)); !slices.Equal(got, []string{"Pets"}) {
@@ -225,7 +230,7 @@ func TestRetrieverCoherentAcrossInstances(t *testing.T) {
 func TestRetrieverWithoutEmbedder(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ix := New(st)
-		r := NewRetriever(ix, nil, Fusion{}, nil)
+		r := NewRetriever(ix, nil, DefaultFusion, nil)
 		u := newUser(t, st, "ann")
 		addText(t, ix, u, "default", Document{Title: "Pets"}, "Cats sleep most of the day.")
 		addText(t, ix, u, "default", Document{Title: "Felines"}, "A feline hunts cats at dusk.")
@@ -249,7 +254,7 @@ func TestRetrieverWithoutEmbedder(t *testing.T) {
 func TestRetrieverInvalidAndMissing(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		emb, _ := embedder(t, synonyms)
-		r := NewRetriever(New(st), emb, Fusion{}, nil)
+		r := NewRetriever(New(st), emb, DefaultFusion, nil)
 		u := newUser(t, st, "ann")
 		ctx := context.Background()
 		for _, mode := range []Mode{ModeHybrid, ModeVector} {
@@ -269,7 +274,7 @@ func TestRetrieverInvalidAndMissing(t *testing.T) {
 func TestRetrieverEmbedderDown(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		emb, up := embedder(t, synonyms)
-		r := NewRetriever(New(st), emb, Fusion{}, nil)
+		r := NewRetriever(New(st), emb, DefaultFusion, nil)
 		u := newUser(t, st, "ann")
 		addEmbedded(t, r, u, "default", Document{Title: "Pets"}, "Cats sleep most of the day.")
 		// A refusal is not retried: hybrid answers lexically, vector fails.
@@ -283,8 +288,10 @@ func TestRetrieverEmbedderDown(t *testing.T) {
 }
 
 func TestFusionWeights(t *testing.T) {
-	lexical := []Hit{{ChunkID: 1}, {ChunkID: 2}, {ChunkID: 3}}
-	near := []scored{{id: 3}, {id: 4}, {id: 1}}
+	// BM25: 1 far ahead, then 2 and 3 close; vectors: 3, 4, 1, with 3
+	// and 4 close.
+	lexical := []Hit{{ChunkID: 1, Score: 10}, {ChunkID: 2, Score: 5}, {ChunkID: 3, Score: 4.8}, {ChunkID: 5, Score: 1}}
+	near := []scored{{3, 0.9}, {4, 0.88}, {1, 0.5}}
 	ids := func(s []scored) []int64 {
 		out := make([]int64, len(s))
 		for i, x := range s {
@@ -296,20 +303,25 @@ func TestFusionWeights(t *testing.T) {
 		f    Fusion
 		want []int64
 	}{
-		// Vectors off: BM25's order, vector-only hits last.
-		{Fusion{Lexical: 1, Vector: 0, K: 60}, []int64{1, 2, 3, 4}},
-		// Equal: found by both beats found by one.
-		{Fusion{Lexical: 1, Vector: 1, K: 60}, []int64{1, 3, 2, 4}},
-		// The default: BM25's first stays first; the vectors' first lifts
-		// 3 over 2; a hit of the vectors alone stays below BM25's.
-		{DefaultFusion, []int64{1, 3, 2, 4}},
-		// Vectors dominant: their order, BM25 breaking near ties.
-		{Fusion{Lexical: 0.1, Vector: 1, K: 60}, []int64{3, 1, 4, 2}},
+		// Vectors off: BM25's order (its last hit, scaled to 0, ties
+		// with the vectors' own hits, ordered by id).
+		{Fusion{Vector: 0}, []int64{1, 2, 3, 4, 5}},
+		// The default: a confident BM25 first stays first, and the
+		// vectors settle what BM25 nearly tied (3 over 2); their own
+		// hit stays below BM25's good ones.
+		{DefaultFusion, []int64{1, 3, 2, 4, 5}},
+		// Even: found by both beats found by one.
+		{Fusion{Vector: 0.5}, []int64{3, 1, 4, 2, 5}},
+		// Vectors only: their order, BM25's other hits after.
+		{Fusion{Vector: 1}, []int64{3, 4, 1, 2, 5}},
 	}
 	for _, c := range cases {
 		if got := ids(c.f.fuse(lexical, near)); !slices.Equal(got, c.want) {
 			t.Errorf("%+v: %v; want %v", c.f, got, c.want)
 		}
+	}
+	if got := NewRetriever(nil, nil, Fusion{Vector: 7}, nil).fusion.Vector; got != 1 {
+		t.Errorf("a weight of 7 became %v; want 1", got)
 	}
 }
 

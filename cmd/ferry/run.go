@@ -21,6 +21,7 @@ import (
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/config"
+	"github.com/ferryhq/ferry/embed"
 	"github.com/ferryhq/ferry/extract"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/ingest"
@@ -227,7 +228,7 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	// its compiled code is kept in the data directory across restarts.
 	pdf := &lazyPDF{opts: extract.PDFOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache")}, log: log}
 	defer pdf.Close() // after shutdown has drained the requests
-	ing, stopIngest, err := startIngest(ctx, cfg, st, pdf, log)
+	ing, stopIngest, err := startIngest(ctx, cfg, st, pdf, tr, log)
 	if err != nil {
 		return err
 	}
@@ -462,10 +463,22 @@ const ingestWait = 5 * time.Second
 // startIngest runs the job queue's migrations and starts this instance's
 // ingestion workers, which also take up the jobs left from before a
 // restart or a crash. stop stops them, waiting up to ingestWait.
-func startIngest(ctx context.Context, cfg *config.Config, st *store.Store, pdf ingest.PDFReader,
+func startIngest(ctx context.Context, cfg *config.Config, st *store.Store, pdf ingest.PDFReader, tr http.RoundTripper,
 	log *slog.Logger) (ing *ingest.Service, stop func(), err error) {
-	ing, err = ingest.New(ctx, st, cfg.Database, search.New(st), pdf,
-		ingest.Options{Workers: cfg.IngestWorkers, MaxAttempts: cfg.IngestMaxAttempts}, log.With("component", "ingest"))
+	ix := search.New(st)
+	opts := ingest.Options{Workers: cfg.IngestWorkers, MaxAttempts: cfg.IngestMaxAttempts}
+	if cfg.EmbedModel != "" {
+		emb, err := embed.New(embed.Config{Model: cfg.EmbedModel, OpenAIAPIKey: cfg.OpenAIAPIKey, OpenAIBaseURL: cfg.OpenAIBaseURL,
+			OllamaBaseURL: cfg.OllamaBaseURL, Batch: cfg.EmbedBatch, HTTPClient: &http.Client{Transport: tr, Timeout: cfg.UpstreamTimeout}})
+		if err != nil {
+			return nil, nil, err
+		}
+		// Chunks are embedded as they are ingested; search embeds the
+		// query through the same model.
+		r := search.NewRetriever(ix, emb, search.Fusion{Vector: cfg.HybridVectorWeight}, log.With("component", "search"))
+		opts.Embed = r.EmbedChunks
+	}
+	ing, err = ingest.New(ctx, st, cfg.Database, ix, pdf, opts, log.With("component", "ingest"))
 	if err != nil {
 		return nil, nil, err
 	}
