@@ -225,7 +225,9 @@ func TestCollectionsIngestion(t *testing.T) {
 				t.Fatalf("PDF document: %v; want indexed, 4 pages, its id and metadata", got)
 			}
 			for _, id := range textIDs {
-				e.waitIndexed(t, ann.access, "default", id)
+				if got := e.waitIndexed(t, ann.access, "default", id); got["status"] != "indexed" {
+					t.Fatalf("text document: %v; want indexed", got)
+				}
 			}
 			if ids := e.found(t, ann.id, "default", "honey nectar"); len(ids) == 0 || ids[0] != textIDs[1] {
 				t.Fatalf("search found %v; want %s first", ids, textIDs[1])
