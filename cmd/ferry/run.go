@@ -228,7 +228,7 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	// its compiled code is kept in the data directory across restarts.
 	pdf := &lazyPDF{opts: extract.PDFOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache")}, log: log}
 	defer pdf.Close() // after shutdown has drained the requests
-	ing, stopIngest, err := startIngest(ctx, cfg, st, pdf, tr, log)
+	ing, retriever, stopIngest, err := startIngest(ctx, cfg, st, pdf, tr, log)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,8 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
 		Stopping: stopping, UserRevoked: userRevoked,
 		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes},
-		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf, Ingest: ing})
+		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf, Ingest: ing,
+			Retriever: retriever})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -462,32 +463,37 @@ const ingestWait = 5 * time.Second
 
 // startIngest runs the job queue's migrations and starts this instance's
 // ingestion workers, which also take up the jobs left from before a
-// restart or a crash. stop stops them, waiting up to ingestWait.
+// restart or a crash. stop stops them, waiting up to ingestWait. The
+// Retriever searches what they index, through FERRY_EMBED_MODEL's
+// embedder when there is one (which then embeds the chunks as they are
+// ingested), lexically otherwise.
 func startIngest(ctx context.Context, cfg *config.Config, st *store.Store, pdf ingest.PDFReader, tr http.RoundTripper,
-	log *slog.Logger) (ing *ingest.Service, stop func(), err error) {
+	log *slog.Logger) (ing *ingest.Service, r *search.Retriever, stop func(), err error) {
 	ix := search.New(st)
 	opts := ingest.Options{Workers: cfg.IngestWorkers, MaxAttempts: cfg.IngestMaxAttempts}
+	var emb search.Embedder // a nil interface, not a nil *embed.Client, when there is none
 	if cfg.EmbedModel != "" {
-		emb, err := embed.New(embed.Config{Model: cfg.EmbedModel, OpenAIAPIKey: cfg.OpenAIAPIKey, OpenAIBaseURL: cfg.OpenAIBaseURL,
+		c, err := embed.New(embed.Config{Model: cfg.EmbedModel, OpenAIAPIKey: cfg.OpenAIAPIKey, OpenAIBaseURL: cfg.OpenAIBaseURL,
 			OllamaBaseURL: cfg.OllamaBaseURL, Batch: cfg.EmbedBatch, HTTPClient: &http.Client{Transport: tr, Timeout: cfg.UpstreamTimeout}})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		// Chunks are embedded as they are ingested; search embeds the
-		// query through the same model.
-		r := search.NewRetriever(ix, emb, search.Fusion{Vector: cfg.HybridVectorWeight}, log.With("component", "search"))
+		emb = c
+	}
+	r = search.NewRetriever(ix, emb, search.Fusion{Vector: cfg.HybridVectorWeight}, log.With("component", "search"))
+	if emb != nil {
 		opts.Embed = r.EmbedChunks
 	}
 	ing, err = ingest.New(ctx, st, cfg.Database, ix, pdf, opts, log.With("component", "ingest"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// Not ctx: SIGTERM cancels it, and the workers stop in their turn.
 	if err := ing.Start(context.WithoutCancel(ctx)); err != nil {
 		ing.Stop(context.Background())
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return ing, func() {
+	return ing, r, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), ingestWait)
 		defer cancel()
 		if err := ing.Stop(sctx); err != nil {
