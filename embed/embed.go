@@ -70,7 +70,7 @@ func New(cfg Config) (*Client, error) {
 	if !ok || model == "" || (provider != llm.OpenAI && provider != llm.Ollama) {
 		return nil, fmt.Errorf(`FERRY_EMBED_MODEL: %q is not "openai/MODEL" or "ollama/MODEL"`, cfg.Model)
 	}
-	c := &Client{provider: provider, model: model, batch: cfg.Batch, retry: retryDefaults(cfg.Retry), hc: cfg.HTTPClient}
+	c := &Client{provider: provider, model: model, batch: cfg.Batch, retry: cfg.Retry.WithDefaults(), hc: cfg.HTTPClient}
 	if c.batch <= 0 {
 		c.batch = DefaultBatch
 	}
@@ -200,35 +200,6 @@ func errorMessage(body []byte) string {
 	}
 	json.Unmarshal(o.Error, &m)
 	return m.Message
-}
-
-// retryDefaults fills p's zero fields as llm.WithRetry does.
-func retryDefaults(p llm.RetryPolicy) llm.RetryPolicy {
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = 3
-	}
-	if p.MaxElapsed <= 0 {
-		p.MaxElapsed = 30 * time.Second
-	}
-	if p.BaseDelay <= 0 {
-		p.BaseDelay = 500 * time.Millisecond
-	}
-	if p.MaxDelay <= 0 {
-		p.MaxDelay = 8 * time.Second
-	}
-	if p.Sleep == nil {
-		p.Sleep = func(ctx context.Context, d time.Duration) error {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				return nil
-			}
-		}
-	}
-	return p
 }
 
 // withRetry runs attempt until it succeeds or fails for good: it retries

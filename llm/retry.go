@@ -27,7 +27,9 @@ type RetryPolicy struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-func (p RetryPolicy) withDefaults() RetryPolicy {
+// WithDefaults returns p with its zero fields set to the defaults
+// WithRetry uses, for other clients that retry the same way.
+func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = 3
 	}
@@ -57,7 +59,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // retries run out on a 429 the RateLimited error always carries a
 // RetryAfter, the upstream's or the next backoff.
 func WithRetry(p Provider, policy RetryPolicy) Provider {
-	return &retrying{Provider: p, policy: policy.withDefaults()}
+	return &retrying{Provider: p, policy: policy.WithDefaults()}
 }
 
 type retrying struct {
