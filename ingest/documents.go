@@ -97,7 +97,7 @@ func (s *Service) Submit(ctx context.Context, userID, collection string, uploads
 	for i := range uploads {
 		if err := uploads[i].check(); err != nil {
 			if len(uploads) > 1 {
-				return nil, itemError(i, err)
+				return nil, search.ItemError(i, err)
 			}
 			return nil, err
 		}
@@ -287,19 +287,6 @@ func (s *Service) Counts(ctx context.Context, userID, collection string) (map[se
 		out[search.Status(status)] = n
 	}
 	return out, rows.Err()
-}
-
-// itemError returns err, an Invalid error about upload i of several, with
-// its field named as the upload's.
-func itemError(i int, err error) error {
-	var fe *ferry.Error
-	if !errors.As(err, &fe) || len(fe.Fields) != 1 {
-		return err
-	}
-	for f, problem := range fe.Fields {
-		return ferry.InvalidField(fmt.Sprintf("documents[%d].%s", i, f), problem)
-	}
-	return err
 }
 
 // Collections returns the user's collections by name;

@@ -291,7 +291,7 @@ func (ix *Index) AddAll(ctx context.Context, userID, collection string, items []
 		doc := it.Document
 		if err := checkDocument(&doc); err != nil {
 			if len(items) > 1 {
-				return nil, itemError(i, err)
+				return nil, ItemError(i, err)
 			}
 			return nil, err
 		}
@@ -336,9 +336,9 @@ func (ix *Index) AddAll(ctx context.Context, userID, collection string, items []
 	}
 }
 
-// itemError returns err, an Invalid error about item i of a batch, with its
-// field named as the item's.
-func itemError(i int, err error) error {
+// ItemError returns err, an Invalid error about item i of a batch of
+// documents, with its field named as the item's (documents[i].field).
+func ItemError(i int, err error) error {
 	var fe *ferry.Error
 	if !errors.As(err, &fe) || len(fe.Fields) != 1 {
 		return err

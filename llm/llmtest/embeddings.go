@@ -86,14 +86,10 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		openAIError(w, 400, "We could not parse the JSON body of your request.")
 		return
 	}
-	var inputs []string
-	if json.Unmarshal(q.Input, &inputs) != nil {
-		var one string
-		if err := json.Unmarshal(q.Input, &one); err != nil {
-			openAIError(w, 400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
-			return
-		}
-		inputs = []string{one}
+	inputs, ok := embedInputs(q.Input)
+	if !ok {
+		openAIError(w, 400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
+		return
 	}
 	switch {
 	case p.fail:
@@ -126,4 +122,18 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 	tokens := p.inputTokens(strings.Join(inputs, " "))
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "model": q.Model,
 		"usage": map[string]int{"prompt_tokens": tokens, "total_tokens": tokens}})
+}
+
+// embedInputs reads an embedding request's input, a string or a list of
+// strings as both OpenAI and Ollama take it; false when it is neither.
+func embedInputs(raw json.RawMessage) ([]string, bool) {
+	var inputs []string
+	if json.Unmarshal(raw, &inputs) == nil {
+		return inputs, true
+	}
+	var one string
+	if json.Unmarshal(raw, &one) != nil {
+		return nil, false
+	}
+	return []string{one}, true
 }

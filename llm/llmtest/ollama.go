@@ -288,14 +288,10 @@ func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 		ollamaError(w, http.StatusBadRequest, "invalid character in request body")
 		return
 	}
-	var inputs []string
-	if json.Unmarshal(q.Input, &inputs) != nil {
-		var one string
-		if err := json.Unmarshal(q.Input, &one); err != nil {
-			ollamaError(w, http.StatusBadRequest, "invalid input type")
-			return
-		}
-		inputs = []string{one}
+	inputs, ok := embedInputs(q.Input)
+	if !ok {
+		ollamaError(w, http.StatusBadRequest, "invalid input type")
+		return
 	}
 	switch {
 	case p.fail:
