@@ -14,6 +14,7 @@ package ingest
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,11 @@ type Options struct {
 	// (search.Retriever.EmbedChunks), which is stored once the chunks are.
 	// Nil skips the stage.
 	Embed func(ctx context.Context, doc *search.Document, chunks []search.Chunk) error
+	// Register adds other packages' workers (package jobs') to the River
+	// client's registry, so that one client works every kind of job;
+	// Queues are the queues they run on, beside ingestion's. Nil: none.
+	Register func(*river.Workers)
+	Queues   map[string]river.QueueConfig
 }
 
 // withDefaults returns o with its zero fields set to the defaults.
@@ -106,12 +112,22 @@ func New(ctx context.Context, st *store.Store, db config.Database, ix *search.In
 	s := &Service{st: st, ix: ix, pdf: pdf, opts: opts.withDefaults(), log: log}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &worker{s: s})
+	if s.opts.Register != nil {
+		s.opts.Register(workers)
+	}
 	q, err := newQueue(ctx, st, db, workers, s.opts, log)
 	if err != nil {
 		return nil, err
 	}
 	s.q = q
 	return s, nil
+}
+
+// Enqueue inserts a job of another kind (see Options.Register) in tx, a
+// Store transaction, so that it is queued if and only if tx commits.
+func (s *Service) Enqueue(ctx context.Context, tx *sql.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	_, err := s.q.insert.InsertTx(ctx, tx, args, opts)
+	return err
 }
 
 // Index is the search index documents go into.

@@ -64,6 +64,9 @@ func newQueue(ctx context.Context, st *store.Store, db config.Database, workers 
 		// Finished jobs are kept a day for inspection, then deleted.
 		CompletedJobRetentionPeriod: 24 * time.Hour,
 	}
+	for name, qc := range opts.Queues {
+		cfg.Queues[name] = qc
+	}
 	if st.Driver() != "postgres" {
 		driver := riversqlite.New(st.Writer())
 		if err := migrate(ctx, driver); err != nil {
