@@ -134,6 +134,8 @@ func stopReason(stop string) string {
 		return "tool_use"
 	case "content_filter", "refusal":
 		return "refusal"
+	case "stop_sequence":
+		return "stop_sequence"
 	}
 	return "end_turn"
 }

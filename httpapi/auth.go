@@ -25,7 +25,20 @@ func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	scheme, token, _ := strings.Cut(ctx.Header("Authorization"), " ")
-	if !strings.EqualFold(scheme, "bearer") || token == "" {
+	if !strings.EqualFold(scheme, "bearer") {
+		token = ""
+	}
+	if takesAPIKeyHeader(ctx.Operation()) {
+		// Anthropic's SDKs send their key as x-api-key; it wins over an
+		// Authorization header, which they send only for a token.
+		if key := ctx.Header("X-Api-Key"); key != "" {
+			token = key
+		} else if token == "" {
+			s.unauthorized(ctx, "missing API key: send x-api-key: <API key>, or Authorization: Bearer <access token or API key>")
+			return
+		}
+	}
+	if token == "" {
 		s.unauthorized(ctx, "missing bearer token: send Authorization: Bearer <access token or API key>")
 		return
 	}
@@ -46,6 +59,17 @@ func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	next(huma.WithContext(ctx, ferry.WithPrincipal(ctx.Context(), p)))
+}
+
+// takesAPIKeyHeader reports whether op's security names the x-api-key
+// scheme: elsewhere that header is not read.
+func takesAPIKeyHeader(op *huma.Operation) bool {
+	for _, req := range op.Security {
+		if _, ok := req[apiKeyScheme]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *server) unauthorized(ctx huma.Context, detail string) {

@@ -140,6 +140,10 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, chatCompletionsOperation(s.api.OpenAPI().Components.Schemas), handleChatCompletions(s))
 	register(s, openAIOperation(huma.Operation{OperationID: "openai-models", Method: "GET", Path: "/v1/models",
 		Summary: "Models the configured providers offer, in OpenAI's list format"}), handleOpenAIModels(s.svc.LLM))
+	// Anthropic's Messages API, for Anthropic's SDKs (x-api-key or bearer);
+	// errors in Anthropic's shape.
+	register(s, messagesOperation(s.api.OpenAPI().Components.Schemas, s.opts.MaxUploadBytes), handleMessages(s))
+	register(s, countTokensOperation(s.api.OpenAPI().Components.Schemas, s.opts.MaxUploadBytes), handleCountTokens(s))
 
 	// Ollama's native API, proxied to OLLAMA_BASE_URL: the seed's paths, and
 	// Ollama's own under /ollama/api/ for its clients (host ".../ollama").
@@ -168,7 +172,8 @@ func addRoutes(s *server, mux *http.ServeMux) {
 }
 
 // register adds op to the API with the server's body limit and body read
-// timeout, requiring a signed-in caller unless op is public, and routes
+// timeout, requiring a signed-in caller unless op is public (by the
+// bearer token, or by what op's own Security names), and routes
 // every error the handler returns through problem, so no error reaches the
 // client unmapped; the operation's error shape (withErrors) words it.
 func register[I, O any](s *server, op huma.Operation, h func(context.Context, *I) (*O, error)) {
@@ -179,7 +184,7 @@ func register[I, O any](s *server, op huma.Operation, h func(context.Context, *I
 		// huma's own default is 5 s, and only for typed bodies.
 		op.BodyReadTimeout = s.opts.BodyReadTimeout
 	}
-	if !public[op.OperationID] {
+	if !public[op.OperationID] && len(op.Security) == 0 {
 		op.Security = authenticated
 	}
 	huma.Register(s.api, op, func(ctx context.Context, in *I) (*O, error) {

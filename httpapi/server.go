@@ -94,6 +94,8 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An access token from /auth/login, or an API key (fk_…)."},
 		"oauth2": {Type: "oauth2", Flows: &huma.OAuthFlows{Password: &huma.OAuthFlow{TokenURL: "/auth/login", Scopes: map[string]string{}}}},
+		apiKeyScheme: {Type: "apiKey", In: "header", Name: "x-api-key",
+			Description: "An API key (fk_…) or access token, as Anthropic's SDKs send theirs; only on Anthropic's Messages API."},
 	}
 	api := humago.New(mux, cfg)
 	if opts.Keepalive == 0 {
@@ -278,6 +280,8 @@ func (s *server) fallback(w http.ResponseWriter, r *http.Request, h http.Handler
 	}
 	var shape errorShape = problemShape{}
 	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/") && r.Header.Get("Anthropic-Version") != "":
+		shape = anthropicShape{} // Anthropic's SDKs send it with every request
 	case strings.HasPrefix(r.URL.Path, "/v1/"):
 		shape = openAIShape{}
 	case strings.HasPrefix(r.URL.Path, "/ollama/"):

@@ -17,6 +17,7 @@ import (
 type Sampling struct {
 	Temperature      *float64
 	TopP             *float64
+	TopK             *int     // draw from the k likeliest tokens only (Anthropic's and Ollama's top_k; OpenAI has none)
 	Stop             []string // sequences that end the answer where they would appear
 	Seed             *int64
 	PresencePenalty  *float64
@@ -62,6 +63,7 @@ type Support struct {
 	Temperature Range
 	TopP        Range
 	Penalties   Range // PresencePenalty and FrequencyPenalty
+	TopK        bool  // any k; the request checks it is not negative
 	Stop        bool
 	// BlankStop says that stop sequences of whitespace only ("\n") are
 	// taken too.
@@ -104,6 +106,9 @@ func (s Sampling) Check(provider string, sup Support) error {
 			return ferry.InvalidField(p.name, fmt.Sprintf("must be between %s and %s for %s models",
 				formatFloat(p.r.Min), formatFloat(p.r.Max), provider))
 		}
+	}
+	if s.TopK != nil && !sup.TopK {
+		return unsupported("top_k", provider)
 	}
 	if len(s.Stop) > 0 && !sup.Stop {
 		return unsupported("stop", provider)

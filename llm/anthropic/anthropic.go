@@ -70,10 +70,10 @@ func (p *Provider) Name() string { return llm.Anthropic }
 func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText || k == llm.PartDocument }
 
 // Supports reports what the Messages API takes: temperature from 0 to 1,
-// top_p, and stop sequences that are not whitespace only. It has no seed,
+// top_p, top_k, and stop sequences that are not whitespace only. It has no seed,
 // no penalties and no JSON mode. Sampling.User becomes metadata.user_id.
 func (p *Provider) Supports() llm.Support {
-	return llm.Support{Temperature: llm.Range{Min: 0, Max: 1}, TopP: llm.Range{Min: 0, Max: 1}, Stop: true}
+	return llm.Support{Temperature: llm.Range{Min: 0, Max: 1}, TopP: llm.Range{Min: 0, Max: 1}, TopK: true, Stop: true}
 }
 
 // messagesRequest is a Messages API request, streamed.
@@ -85,6 +85,7 @@ type messagesRequest struct {
 	Stream        bool      `json:"stream"`
 	Temperature   *float64  `json:"temperature,omitempty"`
 	TopP          *float64  `json:"top_p,omitempty"`
+	TopK          *int      `json:"top_k,omitempty"`
 	StopSequences []string  `json:"stop_sequences,omitempty"`
 	Metadata      *metadata `json:"metadata,omitempty"`
 }
@@ -120,7 +121,7 @@ type documentBlock struct {
 func newRequest(req llm.Request) messagesRequest {
 	sm := req.Sampling
 	body := messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages)),
-		Temperature: sm.Temperature, TopP: sm.TopP, StopSequences: sm.Stop}
+		Temperature: sm.Temperature, TopP: sm.TopP, TopK: sm.TopK, StopSequences: sm.Stop}
 	if sm.User != "" {
 		body.Metadata = &metadata{UserID: sm.User}
 	}

@@ -63,12 +63,12 @@ func (p *Provider) Accepts(k llm.PartKind) bool { return k == llm.PartText }
 
 // Supports reports what Ollama's options take: temperature from 0 to 2 and
 // penalties from -2 to 2 (the ranges of the OpenAI API, which Ollama's own
-// /v1 serves), top_p, stop sequences, a seed, and JSON answers through
+// /v1 serves), top_p, top_k, stop sequences, a seed, and JSON answers through
 // format, with or without a schema. Ollama has no field for
 // Sampling.User, which is left out.
 func (p *Provider) Supports() llm.Support {
 	return llm.Support{Temperature: llm.Range{Min: 0, Max: 2}, TopP: llm.Range{Min: 0, Max: 1}, Penalties: llm.Range{Min: -2, Max: 2},
-		Stop: true, BlankStop: true, Seed: true, JSON: true, JSONSchema: true}
+		TopK: true, Stop: true, BlankStop: true, Seed: true, JSON: true, JSONSchema: true}
 }
 
 type chatMessage struct {
@@ -91,6 +91,7 @@ type chatOptions struct {
 	NumPredict       int      `json:"num_predict,omitempty"`
 	Temperature      *float64 `json:"temperature,omitempty"`
 	TopP             *float64 `json:"top_p,omitempty"`
+	TopK             *int     `json:"top_k,omitempty"`
 	Stop             []string `json:"stop,omitempty"`
 	Seed             *int64   `json:"seed,omitempty"`
 	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
@@ -109,9 +110,9 @@ func newRequest(req llm.Request) chatRequest {
 		body.Messages = append(body.Messages, chatMessage{Role: m.Role, Content: m.Text()})
 	}
 	sm := req.Sampling
-	o := chatOptions{NumPredict: max(req.MaxTokens, 0), Temperature: sm.Temperature, TopP: sm.TopP, Stop: sm.Stop, Seed: sm.Seed,
+	o := chatOptions{NumPredict: max(req.MaxTokens, 0), Temperature: sm.Temperature, TopP: sm.TopP, TopK: sm.TopK, Stop: sm.Stop, Seed: sm.Seed,
 		PresencePenalty: sm.PresencePenalty, FrequencyPenalty: sm.FrequencyPenalty}
-	if o.NumPredict > 0 || o.Temperature != nil || o.TopP != nil || len(o.Stop) > 0 || o.Seed != nil || o.PresencePenalty != nil || o.FrequencyPenalty != nil {
+	if o.NumPredict > 0 || o.Temperature != nil || o.TopP != nil || o.TopK != nil || len(o.Stop) > 0 || o.Seed != nil || o.PresencePenalty != nil || o.FrequencyPenalty != nil {
 		body.Options = &o
 	}
 	if f := sm.Format; f != nil {
