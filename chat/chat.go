@@ -181,7 +181,9 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 	if req.Document != nil {
 		ops = append(ops, store.InsertTurnDocument(turnDocument(req.Document, user.ID, user.ConversationID)))
 	}
+	call.mu.Lock() // StopAnswer reads it while other calls run
 	call.answerID = answer.ID
+	call.mu.Unlock()
 	call.answer = func(res *Result, err error) store.Op {
 		m := *answer
 		m.Content, m.InputTokens, m.OutputTokens = res.Text, res.Usage.InputTokens, res.Usage.OutputTokens

@@ -115,7 +115,7 @@ func handleAnalyzePDF(s *server, c *chat.Service) func(context.Context, *analyze
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
-			s.stream(w, r, &seedDialect{turn: turn}, turn.Stream)
+			s.resumable(w, r, &seedDialect{turn: turn}, turn, turn.Stream)
 		}}, nil
 	}
 }

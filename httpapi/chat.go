@@ -77,7 +77,7 @@ func handleChatStream(s *server, c *chat.Service) func(context.Context, *chatInp
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
-			s.stream(w, r, &seedDialect{turn: turn}, turn.Stream)
+			s.resumable(w, r, &seedDialect{turn: turn}, turn, turn.Stream)
 		}}, nil
 	}
 }

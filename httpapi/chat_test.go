@@ -75,6 +75,20 @@ func (e *chatEnv) get(t *testing.T, path, token string) (int, map[string]any) {
 	return resp.StatusCode, m
 }
 
+// stop sends POST /conversations/{id}/stop and returns its status and body.
+func (e *chatEnv) stop(t *testing.T, convID, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.url+"/conversations/"+convID+"/stop", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // sseEvent is one event as a client parses it.
 type sseEvent struct {
 	id      string
@@ -300,7 +314,10 @@ func TestChatStreamPerProvider(t *testing.T) {
 					}
 				})
 
-				t.Run("client disconnect cancels upstream", func(t *testing.T) {
+				t.Run("client leaving does not stop the answer; stop cancels upstream", func(t *testing.T) {
+					// The guarantee that the upstream call is cancelled at
+					// once moved from the client leaving to POST
+					// /conversations/{id}/stop: this client could come back.
 					e.fake.Reset()
 					e.fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(50), Break: llmtest.Hang, BreakAfter: 2})
 					cctx, cancel := context.WithCancel(ctx)
@@ -318,12 +335,44 @@ func TestChatStreamPerProvider(t *testing.T) {
 						return texts < 2
 					})
 					cancel()
+					if e.fake.WaitCancelled(300 * time.Millisecond) {
+						t.Fatal("the upstream request was cancelled when the client left")
+					}
+					if status, body := e.stop(t, convID, e.other); status != 404 {
+						t.Errorf("another user's stop: %d %s, want 404", status, body)
+					}
+					if status, body := e.stop(t, convID, e.token); status != 204 {
+						t.Fatalf("stop: %d %s", status, body)
+					}
 					if !e.fake.WaitCancelled(5 * time.Second) {
-						t.Fatal("upstream request was not cancelled")
+						t.Fatal("upstream request was not cancelled by stop")
 					}
 					m := e.storedAnswer(t, convID)
 					if m.Status != ferry.StatusCancelled || m.Content != strings.Join(llmtest.Deltas(2), "") {
 						t.Errorf("stored %+v", m)
+					}
+				})
+
+				t.Run("client leaving, the answer completes and is stored", func(t *testing.T) {
+					e.fake.Reset()
+					e.fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(20), Delay: 10 * time.Millisecond})
+					cctx, cancel := context.WithCancel(ctx)
+					defer cancel()
+					resp := e.post(t, cctx, "/ai/chat/stream", e.token, map[string]any{"message": "hi", "model": p.model})
+					var convID string
+					readEvents(t, resp.Body, func(ev sseEvent) bool {
+						if id, ok := ev.data["conversation_id"].(string); ok {
+							convID = id
+						}
+						return ev.data["text"] == nil
+					})
+					cancel()
+					m := e.storedAnswer(t, convID)
+					if m.Status != ferry.StatusComplete || m.Content != strings.Join(llmtest.Deltas(20), "") {
+						t.Errorf("stored %+v", m)
+					}
+					if e.fake.CancelledCount() != 0 {
+						t.Error("the upstream request was cancelled")
 					}
 				})
 
@@ -510,6 +559,11 @@ func TestNoGoroutineOutlivesItsRequest(t *testing.T) {
 		})
 		cancel()
 		resp.Body.Close()
+		// Leaving does not end the answer (it could be resumed); stopping
+		// it does.
+		if status, body := e.stop(t, convID, e.token); status != 204 {
+			t.Fatalf("stop: %d %s", status, body)
+		}
 		e.storedAnswer(t, convID)
 	}
 	// Warm up: the first requests start connection-pool goroutines that stay.

@@ -129,7 +129,7 @@ func handleRAGQuery(s *server, c *chat.Service, r *search.Retriever) func(contex
 		rows := answerSources(turn, hits)
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
-			s.stream(w, r, d, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
+			s.resumable(w, r, d, turn, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 				// The sources are saved while the model answers, so
 				// that nothing is written between the last token and
 				// done; they wait for the turn's rows (Sync), whose

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
+	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/ollama"
@@ -37,6 +38,10 @@ type Services struct {
 	// PDF reads uploaded PDFs (/analyze/pdf); nil: that endpoint answers
 	// 503. run makes one that starts PDFium on first use.
 	PDF PDFReader
+
+	// Logs keep the events of the answers being generated, for clients
+	// that come back (GET /conversations/{id}/stream); nil: in memory.
+	Logs *eventlog.Logs
 }
 
 // authenticated is the security requirement of every operation outside
@@ -113,6 +118,8 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Rename a conversation"}, handleRenameConversation(c))
 	register(s, huma.Operation{OperationID: "delete-conversation", Method: "DELETE", Path: "/conversations/{id}", Tags: []string{"conversations"},
 		Summary: "Delete a conversation and its messages", DefaultStatus: http.StatusNoContent}, handleDeleteConversation(c))
+	register(s, resumeOperation(), handleResumeStream(s))
+	register(s, stopOperation(), handleStopAnswer(s))
 
 	g := s.svc.Ingest
 	register(s, huma.Operation{OperationID: "create-collection", Method: "POST", Path: "/collections", Tags: []string{"collections"},

@@ -22,6 +22,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/eventlog"
 )
 
 // Options are the HTTP settings NewServer needs.
@@ -39,6 +40,10 @@ type Options struct {
 	// answers 503, so that load balancers send no more traffic, while
 	// requests are still served. Nil: never.
 	Stopping context.Context
+	// AnswerStopped, if set, is called with an answer's id when its user
+	// stopped it and it does not run on this instance: run tells the
+	// other instances with it, so that the one running it stops it.
+	AnswerStopped func(answerID string)
 	// UserRevoked, if set, is called with a user's id after an admin
 	// disabled or deleted them, or they deleted themselves, once Chat has
 	// ended their model calls on this instance: run tells the other
@@ -113,7 +118,10 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	if opts.Stopping == nil {
 		opts.Stopping = context.Background()
 	}
-	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux, cors: newCORSPolicy(opts.CORSOrigins)}
+	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux, cors: newCORSPolicy(opts.CORSOrigins), logs: svc.Logs}
+	if s.logs == nil {
+		s.logs = eventlog.New(eventlog.Options{Log: log})
+	}
 	api.UseMiddleware(s.refuseLargeBodies, s.authenticate, s.refuseNUL)
 	addRoutes(s, mux)
 	return s
@@ -126,6 +134,7 @@ type server struct {
 	api  huma.API
 	mux  *http.ServeMux
 	cors corsPolicy
+	logs *eventlog.Logs // the answers' events (resume.go)
 }
 
 // ServeHTTP is every request's way in, in one function rather than a
