@@ -22,6 +22,7 @@ import (
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/config"
 	"github.com/ferryhq/ferry/embed"
+	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/extract"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/ingest"
@@ -217,6 +218,15 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		userRevoked, stop = shareUserRevocations(ctx, rdb, chatSvc, log)
 		defer stop()
 	}
+	// The answers' events, for clients that come back: mirrored to Redis
+	// when there is one, so that they can come back to any instance.
+	logs := eventlog.New(eventlog.Options{Redis: rdb, Log: log})
+	var answerStopped func(string)
+	if rdb != nil {
+		var stop func()
+		answerStopped, stop = shareAnswerStops(ctx, rdb, chatSvc, log)
+		defer stop()
+	}
 
 	// stopping is cancelled when shutdown starts (/readyz answers 503);
 	// draining when the streams still open must end (see shutdown).
@@ -238,10 +248,10 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	defer stopIngest()
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
-		Stopping: stopping, UserRevoked: userRevoked,
+		Stopping: stopping, UserRevoked: userRevoked, AnswerStopped: answerStopped,
 		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf, Ingest: ing,
-			Retriever: retriever})
+			Retriever: retriever, Logs: logs})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
