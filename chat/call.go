@@ -60,6 +60,11 @@ type Result struct {
 	Model      string        // the model the upstream used
 	Latency    time.Duration // from the call to its end
 	FirstToken time.Duration // from the call to the first delta; 0 if none came
+	// LastToken is from the call to the last delta, and Deltas counts them
+	// (for a relayed call, the upstream's chunks): with FirstToken, the
+	// mean time between tokens.
+	LastToken time.Duration
+	Deltas    int
 }
 
 // Start is the funnel's entry: it routes model (as a client names it: "",
@@ -106,7 +111,7 @@ func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model
 // client left), with what had arrived by then. The error is the
 // provider's (see llm.Provider), or ctx's when the client left.
 func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
-	return c.Relay(ctx, func(ctx context.Context, progress func()) (*Result, error) { return c.stream(ctx, progress, fn) })
+	return c.relay(ctx, func(ctx context.Context, progress func()) (*Result, error) { return c.stream(ctx, progress, fn) }, false)
 }
 
 // Relay runs the call with run instead of the provider's Stream, for
@@ -118,6 +123,13 @@ func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, e
 // a Timeout error. Relay fills in the latency, estimates usage the upstream
 // never reported, and finishes the call.
 func (c *Call) Relay(ctx context.Context, run func(ctx context.Context, progress func()) (*Result, error)) (*Result, error) {
+	return c.relay(ctx, run, true)
+}
+
+// relay is Relay; chunkTimes says that the times of run's chunks stand for
+// those of the answer's tokens in the Result (Stream times its text deltas
+// itself).
+func (c *Call) relay(ctx context.Context, run func(ctx context.Context, progress func()) (*Result, error), chunkTimes bool) (*Result, error) {
 	start := time.Now()
 	uctx, cancel := c.begin(ctx)
 	idle := newIdleTimer(uctx, c.svc.opts.UpstreamIdleTimeout, c.Provider)
@@ -126,6 +138,9 @@ func (c *Call) Relay(ctx context.Context, run func(ctx context.Context, progress
 	cancel()
 	if res == nil {
 		res = &Result{}
+	}
+	if chunkTimes && idle.chunks > 0 {
+		res.FirstToken, res.LastToken, res.Deltas = idle.first.Sub(start), idle.last.Sub(start), idle.chunks
 	}
 	res.Latency = time.Since(start)
 	if res.Model == "" {
@@ -175,9 +190,11 @@ func (c *Call) stream(ctx context.Context, progress func(), fn func(llm.Delta) e
 			final = d
 			return nil
 		}
+		res.LastToken = time.Since(start)
 		if res.FirstToken == 0 {
-			res.FirstToken = time.Since(start)
+			res.FirstToken = res.LastToken
 		}
+		res.Deltas++
 		// A delta left empty still goes on: it may end a burst (More false)
 		// that the writer is holding back.
 		d.Text = withoutNUL(d.Text)
@@ -272,6 +289,10 @@ type idleTimer struct {
 	provider string
 	t        *time.Timer // nil until the first chunk
 	fired    atomic.Bool
+	// first and last are when the first and the last chunk came; chunks
+	// counts them.
+	first, last time.Time
+	chunks      int
 }
 
 func newIdleTimer(parent context.Context, d time.Duration, provider string) *idleTimer {
@@ -282,7 +303,10 @@ func newIdleTimer(parent context.Context, d time.Duration, provider string) *idl
 // progress notes a chunk. The upstream's reader calls it, one call at a
 // time.
 func (it *idleTimer) progress() {
+	it.last = time.Now()
+	it.chunks++
 	if it.t == nil {
+		it.first = it.last
 		it.t = time.AfterFunc(it.d, func() {
 			it.fired.Store(true)
 			it.cancel()

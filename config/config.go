@@ -45,6 +45,9 @@ type Config struct {
 	// another site; empty turns CORS off, "*" allows any origin.
 	CORSOrigins []string
 	LogLevel    string
+	// MetricsAddr is where Prometheus metrics are served (/metrics), on a
+	// listener of their own; empty turns them off.
+	MetricsAddr string
 
 	AnthropicAPIKey  string
 	AnthropicBaseURL string
@@ -151,6 +154,14 @@ var Settings = []Setting{
 				return nil
 			}
 			return fmt.Errorf("want debug, info, warn or error")
+		}},
+	{Env: "FERRY_METRICS_ADDR", Default: "", Doc: "host:port of a separate listener serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9090); keep it off the public network. Empty: no metrics.",
+		set: func(c *Config, v string) error {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("want host:port, such as 127.0.0.1:9090")
+			}
+			c.MetricsAddr = v
+			return nil
 		}},
 	{Env: "ANTHROPIC_API_KEY", Default: "", Doc: "Enables Anthropic models.",
 		Secret: true, set: func(c *Config, v string) error { c.AnthropicAPIKey = v; return nil }},

@@ -21,7 +21,7 @@ import (
 func TestPublicErrors(t *testing.T) {
 	var logs bytes.Buffer
 	s := &server{log: slog.New(slog.NewJSONHandler(&logs, nil))}
-	ctx := context.WithValue(context.Background(), requestIDKey, "req-1")
+	ctx := context.WithValue(context.Background(), requestIDKey, &requestInfo{id: "req-1"})
 	for _, tc := range []struct {
 		name       string
 		err        error

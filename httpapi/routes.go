@@ -99,6 +99,8 @@ func addRoutes(s *server, mux *http.ServeMux) {
 		Summary: "Delete a user (admin)", DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a, s.revokeUser)))
 	register(s, huma.Operation{OperationID: "unblock-user", Method: "POST", Path: "/users/{id}/unblock", Tags: []string{"admin"},
 		Summary: "Lift the sign-in blocks on a user's account (admin)", DefaultStatus: http.StatusNoContent}, admin(handleUnblockUser(a)))
+	register(s, huma.Operation{OperationID: "admin-usage", Method: "GET", Path: "/admin/usage", Tags: []string{"admin"},
+		Summary: "The usage log summed per user and model, optionally between since and until (admin)"}, admin(handleUsage(s.svc.Store)))
 
 	c := s.svc.Chat
 	register(s, huma.Operation{OperationID: "models", Method: "GET", Path: "/ai/models", Tags: []string{"ai"},

@@ -64,6 +64,11 @@ type Options struct {
 	// of MaxBodyBytes (FERRY_MAX_UPLOAD_BYTES). Zero means
 	// DefaultMaxUploadBytes.
 	MaxUploadBytes int64
+	// Observe, if set, is told of every request when its answer has ended
+	// (a stream's included): the route pattern that served it ("" when
+	// none matched), its status and its duration. The hook for metrics; it
+	// must not block.
+	Observe func(pattern string, status int, d time.Duration)
 }
 
 // NewServer returns the whole API as one handler: the routes of routes.go on
@@ -152,7 +157,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = hex.EncodeToString(b)
 	}
 	w.Header().Set("X-Request-ID", id)
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, &requestInfo{id: id, start: start}))
 	if r.Body != nil && r.Body != http.NoBody {
 		// The body must arrive in time. A slow client is cut off: with 408
 		// when a handler is reading, else the connection closes after the
@@ -165,6 +170,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		huma.SetReadDeadline(w, time.Now().Add(s.opts.BodyReadTimeout))
 	}
 	sw := &statusWriter{ResponseWriter: w}
+	var pattern string
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -176,11 +182,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.logRequest(r, sw, start)
+		if s.opts.Observe != nil {
+			s.opts.Observe(pattern, sw.status, time.Since(start))
+		}
 	}()
 	if s.applyCORS(sw, r) {
 		return // a preflight, answered
 	}
-	if h, pattern := s.mux.Handler(r); pattern == "" {
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
 		s.fallback(sw, r, h)
 		return
 	}
@@ -221,10 +231,28 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// requestInfo is what a request's context carries about it, in one value
+// so that it costs one allocation.
+type requestInfo struct {
+	id    string
+	start time.Time
+}
+
 // RequestID returns the request id that ctx carries, or "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	if ri, ok := ctx.Value(requestIDKey).(*requestInfo); ok {
+		return ri.id
+	}
+	return ""
+}
+
+// RequestStart returns when the request that ctx belongs to arrived; false
+// when ctx is no request's (a background job's).
+func RequestStart(ctx context.Context) (time.Time, bool) {
+	if ri, ok := ctx.Value(requestIDKey).(*requestInfo); ok {
+		return ri.start, true
+	}
+	return time.Time{}, false
 }
 
 // statusWriter records the status written, for the access log. It keeps

@@ -25,6 +25,10 @@ type RetryPolicy struct {
 	// Sleep waits for d, returning early with ctx.Err() when ctx is done.
 	// Tests replace it to run without waiting; nil means a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Failed, if set, is told of each attempt that failed with an error
+	// from the upstream or its transport (a *ferry.Error, not the caller's
+	// cancellation), and whether it is tried again: the hook for metrics.
+	Failed func(provider string, err *ferry.Error, retrying bool)
 }
 
 // WithDefaults returns p with its zero fields set to the defaults
@@ -96,7 +100,11 @@ func (r *retrying) do(ctx context.Context, attempt func() (safe bool, err error)
 	for n := 1; ; n++ {
 		safe, err := attempt()
 		var fe *ferry.Error
-		if err == nil || !safe || !errors.As(err, &fe) || (fe.Code != ferry.RateLimited && fe.Code != ferry.Unavailable) {
+		if err == nil || !errors.As(err, &fe) {
+			return err
+		}
+		if !safe || (fe.Code != ferry.RateLimited && fe.Code != ferry.Unavailable) {
+			r.failed(fe, false)
 			return err
 		}
 		wait := fe.RetryAfter
@@ -104,14 +112,22 @@ func (r *retrying) do(ctx context.Context, attempt func() (safe bool, err error)
 			wait = r.backoff(n)
 		}
 		if n >= r.policy.MaxAttempts || !r.fits(ctx, start, wait) {
+			r.failed(fe, false)
 			return withRetryAfter(fe, wait)
 		}
+		r.failed(fe, true)
 		if err := r.policy.Sleep(ctx, wait); err != nil {
 			if ctx.Err() != nil {
 				return ContextError(ctx, r.Name())
 			}
 			return err
 		}
+	}
+}
+
+func (r *retrying) failed(fe *ferry.Error, retrying bool) {
+	if r.policy.Failed != nil {
+		r.policy.Failed(r.Name(), fe, retrying)
 	}
 }
 

@@ -187,12 +187,14 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 
 	tr := upstreamTransport(cfg)
 	endpoints := upstreams(cfg)
-	router, ollamaProvider, err := newRouter(cfg, endpoints, tr)
+	mx := newMetrics(cfg) // nil: FERRY_METRICS_ADDR is not set
+	router, ollamaProvider, err := newRouter(cfg, endpoints, tr, retryPolicy(mx))
 	if err != nil {
 		return err
 	}
 	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: cfg.SystemPrompt, ContextTokens: cfg.ContextTokens,
-		UpstreamTimeout: cfg.UpstreamTimeout, UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, Log: log})
+		UpstreamTimeout: cfg.UpstreamTimeout, UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, Log: log,
+		Observers: callObservers(mx)})
 
 	// Answers that a process which died (kill -9, a crash) left streaming
 	// are marked interrupted, now and while this one runs; those of other
@@ -249,7 +251,8 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	handler := httpapi.NewServer(log, httpapi.Options{Version: buildVersion(), MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyReadTimeout: cfg.BodyReadTimeout, Draining: draining,
 		Stopping: stopping, UserRevoked: userRevoked, AnswerStopped: answerStopped,
-		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes},
+		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes,
+		Observe: requestObserver(mx)},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf, Ingest: ing,
 			Retriever: retriever, Logs: logs})
 
@@ -257,6 +260,13 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Stopped after the shutdown below, which it lets one watch.
+	stopMetrics, err := serveMetrics(cfg, mx, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	handlers := &inflight{}
 	srv := &http.Server{
 		Handler:           handlers.track(handler),
@@ -336,7 +346,7 @@ func newOllama(cfg *config.Config, hc *http.Client) *ollama.Provider {
 // that happen before its first token and explaining a 404 that comes from
 // a wrong base URL (llm.WithBaseCheck), and routes between them. It returns
 // the Ollama provider too, for Ollama's own API at /ollama/*.
-func newRouter(cfg *config.Config, endpoints []llm.Endpoint, tr http.RoundTripper) (*llm.Router, *ollama.Provider, error) {
+func newRouter(cfg *config.Config, endpoints []llm.Endpoint, tr http.RoundTripper, retry llm.RetryPolicy) (*llm.Router, *ollama.Provider, error) {
 	hc := &http.Client{Transport: tr}
 	var providers []llm.Provider
 	var o *ollama.Provider
@@ -348,7 +358,7 @@ func newRouter(cfg *config.Config, endpoints []llm.Endpoint, tr http.RoundTrippe
 		} else {
 			p = e.New(hc)
 		}
-		providers = append(providers, llm.WithRetry(llm.WithBaseCheck(p, e, tr), llm.RetryPolicy{}))
+		providers = append(providers, llm.WithRetry(llm.WithBaseCheck(p, e, tr), retry))
 	}
 	router, err := llm.NewRouter(cfg.DefaultModel, providers...)
 	return router, o, err
