@@ -6,6 +6,7 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/store"
 )
 
 // Conversations returns one page of the user's conversations, most recently
@@ -67,4 +68,34 @@ func (s *Service) RenameConversation(ctx context.Context, userID, id, title stri
 // DeleteConversation deletes the user's conversation and its messages.
 func (s *Service) DeleteConversation(ctx context.Context, userID, id string) error {
 	return s.store.DeleteConversation(ctx, userID, id)
+}
+
+// Attachments are what a conversation's messages carried besides their
+// text: the documents users sent with a message (POST /analyze/pdf), by
+// the user message's id, and the sources an answer was given (POST
+// /rag/query), by the answer's id.
+type Attachments struct {
+	Documents map[string]*store.TurnDocument // without Text and Data
+	Sources   map[string][]store.AnswerSource
+}
+
+// Attachments returns the attachments of the conversation's messages. The
+// caller has checked the conversation is the user's (see Conversation).
+func (s *Service) Attachments(ctx context.Context, conversationID string) (*Attachments, error) {
+	docs, err := s.store.TurnDocumentInfos(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	srcs, err := s.store.ConversationAnswerSources(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	a := &Attachments{Documents: make(map[string]*store.TurnDocument, len(docs)), Sources: map[string][]store.AnswerSource{}}
+	for _, d := range docs {
+		a.Documents[d.MessageID] = d
+	}
+	for _, src := range srcs {
+		a.Sources[src.MessageID] = append(a.Sources[src.MessageID], src)
+	}
+	return a, nil
 }

@@ -311,6 +311,20 @@ func TestPDFEncrypted(t *testing.T) {
 					t.Fatalf("with password %q: %v", password, err)
 				}
 			}
+			// Unlocked with its password, it reads without one, the same.
+			if _, err := p.Unlock(context.Background(), data, password+"x"); password != "" {
+				wantRefusal(t, err, ferry.Invalid, "password", "does not open")
+			}
+			plain, err := p.Unlock(context.Background(), data, password)
+			if err != nil {
+				t.Fatalf("unlock: %v", err)
+			}
+			if again, err := p.Extract(context.Background(), plain, Options{}); err != nil {
+				t.Errorf("the unlocked copy: %v", err)
+			} else if again.Encrypted || again.PageCount != doc.PageCount || again.Pages[0].Text != doc.Pages[0].Text {
+				t.Errorf("the unlocked copy: encrypted %v, %d pages, page 1 %.60q; want not encrypted, %d pages, %.60q",
+					again.Encrypted, again.PageCount, again.Pages[0].Text, doc.PageCount, doc.Pages[0].Text)
+			}
 			if !doc.Encrypted || doc.PageCount != e.PopplerPages || !doc.HasTextLayer() {
 				t.Errorf("encrypted %v, %d pages, text layer %v; want encrypted, %d pages, text", doc.Encrypted, doc.PageCount, doc.HasTextLayer(), e.PopplerPages)
 			}

@@ -199,6 +199,21 @@ func TestAnalyzePDF(t *testing.T) {
 					t.Errorf("stored document %+v (text %.80q)", *d, d.Text)
 				}
 
+				t.Run("the conversation shows the document", func(t *testing.T) {
+					status, body := e.get(t, "/conversations/"+convID, e.token)
+					msgs, _ := body["messages"].([]any)
+					if status != 200 || len(msgs) != 2 {
+						t.Fatalf("GET the conversation: %d %v", status, body)
+					}
+					got, _ := msgs[0].(map[string]any)["document"].(map[string]any)
+					if got["name"] != "four.pdf" || got["pages"] != float64(4) || got["size"] != float64(len(file)) ||
+						got["sha256"] != hex.EncodeToString(sum[:]) || got["media_type"] != "application/pdf" {
+						t.Errorf("the question's document = %v", got)
+					}
+					if _, ok := msgs[1].(map[string]any)["document"]; ok {
+						t.Errorf("the answer shows a document: %v", msgs[1])
+					}
+				})
 				t.Run("a follow-up turn still sees the document", func(t *testing.T) {
 					e.fake.SetScript(llmtest.Script{Deltas: []string{"ok"}})
 					resp := e.post(t, context.Background(), "/ai/chat/stream", e.token,

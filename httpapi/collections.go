@@ -200,7 +200,8 @@ func addDocumentsOperation(maxUpload int64) huma.Operation {
 	return huma.Operation{OperationID: "add-documents", Method: "POST", Path: "/collections/{name}/documents",
 		Tags: []string{"collections"}, Summary: "Add documents to a collection; they are ingested in the background",
 		Description: "A multipart form with one or more files in the field `file` (PDF, plain text, Markdown or HTML, recognised by " +
-			"their bytes) and, for a single file, optional `external_id`, `title` and `metadata` (a JSON object) fields; or a JSON " +
+			"their bytes) and, for a single file, optional `external_id`, `title`, `metadata` (a JSON object) and `password` (of an " +
+			"encrypted PDF) fields; or a JSON " +
 			"object {external_id, title, text, metadata}; or many of those as NDJSON (application/x-ndjson), one a line. " +
 			"An `external_id` the collection holds replaces that document. Answers 202 with the documents, queued; " +
 			"follow them with GET /collections/{name}/documents/{id}. The collection `default` needs no creating.",
@@ -217,6 +218,7 @@ func addDocumentsOperation(maxUpload int64) huma.Operation {
 				"file":        {Type: "string", Format: "binary", Description: "A PDF, text, Markdown or HTML file; repeat the field for several."},
 				"external_id": {Type: "string"}, "title": {Type: "string"},
 				"metadata": {Type: "string", Description: "A JSON object."},
+				"password": {Type: "string", Description: "The user or owner password of an encrypted PDF; it is checked now and not kept (the PDF is stored without its encryption)."},
 			}}},
 		}},
 	}
@@ -357,7 +359,7 @@ func readNDJSON(body []byte) ([]ingest.Upload, error) {
 }
 
 // readDocumentForm parses a multipart form: files in the field file, and
-// external_id, title and metadata for a single file.
+// external_id, title, metadata and password for a single file.
 func readDocumentForm(body []byte, boundary string) ([]ingest.Upload, error) {
 	if boundary == "" {
 		return nil, unsupportedDocuments()
@@ -384,7 +386,7 @@ func readDocumentForm(body []byte, boundary string) ([]ingest.Upload, error) {
 				return nil, ferry.InvalidField("file", fmt.Sprintf("at most %d files a request", maxDocumentsPerRequest))
 			}
 			out = append(out, u)
-		case "external_id", "title", "metadata":
+		case "external_id", "title", "metadata", "password":
 			if _, ok := fields[name]; ok {
 				return nil, ferry.InvalidField(name, "given more than once")
 			}
@@ -399,7 +401,7 @@ func readDocumentForm(body []byte, boundary string) ([]ingest.Upload, error) {
 			}
 			fields[name] = string(v)
 		default:
-			return nil, ferry.InvalidField(name, "unknown field: send file, and external_id, title and metadata")
+			return nil, ferry.InvalidField(name, "unknown field: send file, and external_id, title, metadata and password")
 		}
 	}
 	if len(out) == 0 {
@@ -411,7 +413,7 @@ func readDocumentForm(body []byte, boundary string) ([]ingest.Upload, error) {
 		}
 	}
 	if len(fields) > 0 {
-		out[0].ExternalID, out[0].Title = fields["external_id"], fields["title"]
+		out[0].ExternalID, out[0].Title, out[0].Password = fields["external_id"], fields["title"], fields["password"]
 		if m := fields["metadata"]; m != "" {
 			out[0].Metadata = json.RawMessage(m)
 		}

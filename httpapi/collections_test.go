@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/httpapi"
+	"github.com/ferryhq/ferry/extract"
 	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/search"
@@ -315,5 +316,68 @@ func TestDocumentEvents(t *testing.T) {
 	res = e.do(t, request{method: "GET", path: path, auth: ann.access})
 	if strings.Count(res.body, "data: ") != 1 || !strings.Contains(res.body, `"done":true`) {
 		t.Fatalf("events of an indexed document: %s; want one done event", res.body)
+	}
+}
+
+// TestCollectionsEncryptedPDF uploads a real password-protected PDF:
+// without its password the document fails with a reason that asks for the
+// password field; a wrong password is refused at once; with the right one
+// it is indexed and found, and what is stored is no longer encrypted.
+func TestCollectionsEncryptedPDF(t *testing.T) {
+	t.Parallel()
+	pdf := readSharedPDF(t, "pypdf-sample-files/005-libreoffice-writer-password/libreoffice-writer-password.pdf")
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			e := newCollectionsEnv(t, engine)
+			ann := e.signUp(t, "ann@example.com")
+			post := func(fields map[string]string) response {
+				body, ct := docForm(t, map[string][]byte{"locked.pdf": pdf}, fields)
+				return e.do(t, request{method: "POST", path: "/collections/default/documents", auth: ann.access, body: body,
+					header: map[string]string{"Content-Type": ct}})
+			}
+			res := post(map[string]string{"external_id": "locked", "password": "wrong"})
+			if res.status != http.StatusBadRequest || !strings.Contains(res.body, "password") {
+				t.Fatalf("a wrong password: %d %s; want 400 naming password", res.status, res.body)
+			}
+			res = post(map[string]string{"external_id": "locked"})
+			if res.status != http.StatusAccepted {
+				t.Fatalf("no password: %d %s", res.status, res.body)
+			}
+			ids, _ := items(t, res)
+			if got := e.waitIndexed(t, ann.access, "default", ids[0]); got["status"] != "failed" ||
+				!strings.Contains(got["error"].(string), "password field") {
+				t.Fatalf("without its password: %v; want failed, asking for the password field", got)
+			}
+			res = post(map[string]string{"external_id": "locked", "password": "openpassword"})
+			if res.status != http.StatusAccepted {
+				t.Fatalf("the right password: %d %s", res.status, res.body)
+			}
+			if got := e.waitIndexed(t, ann.access, "default", ids[0]); got["status"] != "indexed" || got["pages"] != float64(1) {
+				t.Fatalf("with its password: %v; want indexed, 1 page", got)
+			}
+			reader, err := testPDFReader()
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := reader.Extract(context.Background(), pdf, extract.Options{Password: "openpassword"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			words := strings.Fields(doc.Pages[0].Text)
+			if len(words) > 8 {
+				words = words[:8]
+			}
+			if found := e.found(t, ann.id, "default", strings.Join(words, " ")); len(found) != 1 || found[0] != ids[0] {
+				t.Errorf("search found %v; want %s", found, ids[0])
+			}
+			// Plain text takes no password.
+			body, ct := docForm(t, map[string][]byte{"a.txt": []byte("plain words")}, map[string]string{"password": "x"})
+			res = e.do(t, request{method: "POST", path: "/collections/default/documents", auth: ann.access, body: body,
+				header: map[string]string{"Content-Type": ct}})
+			if res.status != http.StatusBadRequest || !strings.Contains(res.body, "password") {
+				t.Errorf("a password with a text file: %d %s; want 400", res.status, res.body)
+			}
+		})
 	}
 }

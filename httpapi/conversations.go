@@ -37,6 +37,17 @@ type messageBody struct {
 	LatencyMS    *int64              `json:"latency_ms,omitempty" doc:"From the call to its end."`
 	FirstTokenMS *int64              `json:"first_token_ms,omitempty" doc:"From the call to the first text; 0 if none came."`
 	CreatedAt    time.Time           `json:"created_at"`
+	Document     *turnDocumentBody   `json:"document,omitempty" doc:"The file the user's message carried (POST /analyze/pdf)."`
+	Sources      []sourceBody        `json:"sources,omitempty" doc:"The numbered sources an answer of POST /rag/query was given; it cites them as [n]."`
+}
+
+// turnDocumentBody describes a file a message carried, without its content.
+type turnDocumentBody struct {
+	Name      string `json:"name"`
+	MediaType string `json:"media_type"`
+	Pages     int    `json:"pages"`
+	Size      int64  `json:"size" doc:"In bytes."`
+	SHA256    string `json:"sha256"`
 }
 
 func newMessageBody(m *ferry.Message) messageBody {
@@ -112,9 +123,20 @@ func handleGetConversation(c *chat.Service) func(context.Context, *idInput) (*co
 		}
 		out := &conversationDetailOutput{}
 		out.Body.conversationBody = newConversationBody(cv)
+		att, err := c.Attachments(ctx, cv.ID)
+		if err != nil {
+			return nil, err
+		}
 		out.Body.Messages = make([]messageBody, len(msgs))
 		for i, m := range msgs {
-			out.Body.Messages[i] = newMessageBody(m)
+			b := newMessageBody(m)
+			if d := att.Documents[m.ID]; d != nil {
+				b.Document = &turnDocumentBody{Name: d.Name, MediaType: d.MediaType, Pages: d.Pages, Size: d.Size, SHA256: d.SHA256}
+			}
+			for _, src := range att.Sources[m.ID] {
+				b.Sources = append(b.Sources, newSourceBody(src))
+			}
+			out.Body.Messages[i] = b
 		}
 		return out, nil
 	}

@@ -222,6 +222,12 @@ func newSources(hits []search.Hit) []sourceBody {
 	return out
 }
 
+// newSourceBody is a stored source as the rag stream showed it.
+func newSourceBody(a store.AnswerSource) sourceBody {
+	return sourceBody{N: a.N, Title: a.Title, Score: a.Score, DocumentID: a.DocumentID, ExternalID: a.ExternalID,
+		Page: a.Page, LastPage: a.LastPage, ChunkID: a.ChunkID, Snippet: a.Snippet}
+}
+
 // answerSources are the rows that keep hits with turn's answer.
 func answerSources(turn *chat.Turn, hits []search.Hit) []store.AnswerSource {
 	rows := make([]store.AnswerSource, len(hits))

@@ -494,6 +494,36 @@ func TestRAGQuery(t *testing.T) {
 			}
 		}
 
+		// GET /conversations/{id} shows the answer with its sources.
+		req, _ := http.NewRequest("GET", e.url+"/conversations/"+convID, nil)
+		req.Header.Set("Authorization", "Bearer "+e.a)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var detail struct {
+			Messages []struct {
+				ID      string `json:"id"`
+				Sources []struct {
+					N          int    `json:"n"`
+					DocumentID string `json:"document_id"`
+					Page       int    `json:"page"`
+				} `json:"sources"`
+			} `json:"messages"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&detail)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || len(detail.Messages) != 2 {
+			t.Fatalf("GET the conversation: %d %v %+v", resp.StatusCode, err, detail)
+		}
+		if got := detail.Messages[1].Sources; detail.Messages[1].ID != msgID || len(got) != len(sources) ||
+			got[0].N != 1 || got[0].DocumentID != sources[0].(map[string]any)["document_id"] || got[0].Page != 1 {
+			t.Errorf("the conversation's answer shows sources %+v, want the stream's %v", got, sources)
+		}
+		if len(detail.Messages[0].Sources) != 0 {
+			t.Errorf("the question shows sources %+v", detail.Messages[0].Sources)
+		}
+
 		// A follow-up in the same conversation sends the history.
 		e.fake.SetScript(llmtest.Script{Deltas: []string{"Yes [1]."}})
 		status, evs, raw = e.ragEvents(t, e.a, map[string]any{"question": "Was the survey about appendixes?", "conversation_id": convID})
@@ -512,9 +542,9 @@ func TestRAGQuery(t *testing.T) {
 		}
 
 		// Deleting the conversation deletes its answers' sources.
-		req, _ := http.NewRequest("DELETE", e.url+"/conversations/"+convID, nil)
+		req, _ = http.NewRequest("DELETE", e.url+"/conversations/"+convID, nil)
 		req.Header.Set("Authorization", "Bearer "+e.a)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err = http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,6 +46,9 @@ type Upload struct {
 	// Filename is the uploaded file's name, the title when there is none
 	// and the file gives none. May be "".
 	Filename string
+	// Password opens an encrypted PDF. Submit stores the PDF without its
+	// encryption, and never the password.
+	Password string
 }
 
 // check returns the Invalid error for what is wrong with u, or nil.
@@ -61,6 +64,8 @@ func (u *Upload) check() error {
 		return ferry.InvalidField("title", "must be UTF-8 text")
 	case len(u.Content) == 0:
 		return ferry.InvalidField("text", "must not be empty")
+	case u.Password != "" && u.MediaType != extract.PDFType:
+		return ferry.InvalidField("password", "only for a PDF")
 	}
 	switch u.MediaType {
 	case extract.PDFType, extract.PlainType, extract.MarkdownType, extract.HTMLType:
@@ -105,6 +110,21 @@ func (s *Service) Submit(ctx context.Context, userID, collection string, uploads
 	collID, err := s.collectionID(ctx, userID, collection)
 	if err != nil {
 		return nil, err
+	}
+	for i := range uploads {
+		if uploads[i].Password == "" {
+			continue
+		}
+		// A wrong password is refused now, and the job reads the PDF
+		// without one.
+		plain, err := s.pdf.Unlock(ctx, uploads[i].Content, uploads[i].Password)
+		if err != nil {
+			if len(uploads) > 1 {
+				return nil, search.ItemError(i, err)
+			}
+			return nil, err
+		}
+		uploads[i].Content, uploads[i].Password = plain, ""
 	}
 	// A concurrent Submit of the same external_id can insert between this
 	// one's look-up and its insert; the unique index stops it, and the

@@ -33,6 +33,9 @@ import (
 // extract's refusals (*ferry.Error) or its own failures.
 type PDFReader interface {
 	Extract(ctx context.Context, data []byte, o extract.Options) (*extract.Document, error)
+	// Unlock returns an encrypted PDF without its encryption (see
+	// extract.PDF.Unlock).
+	Unlock(ctx context.Context, data []byte, password string) ([]byte, error)
 }
 
 // Options configure a Service. Zero fields take the defaults.

@@ -153,19 +153,11 @@ func (s *Service) ingest(ctx context.Context, a jobArgs) error {
 		return err
 	}
 	doc.Status, doc.Error = search.StatusIndexed, ""
-	if len(chunks) > 0 && chunks[0].Embedding != nil {
-		doc.Status = search.StatusEmbedding
-	}
 	// Add replaces the queued row (found by its external_id, so the id
-	// stays), and the source goes with it.
+	// stays), and the source goes with it; the chunks' vectors are stored
+	// in the same transaction, so a crash never leaves a document indexed
+	// without them.
 	if _, err := s.ix.Add(ctx, doc.UserID, doc.Collection, *doc, chunks); err != nil {
-		return fmt.Errorf("index: %w", err)
-	}
-	// Add gave the chunks their ids: the vectors Embed set go with them,
-	// and the document stays "embedding" until they are stored. A failure
-	// here leaves it so, found by lexical search only (the job is done:
-	// its source went with Add).
-	if err := s.ix.SetEmbeddings(ctx, chunks); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
 	return nil

@@ -48,7 +48,8 @@ type Chunk struct {
 	// Tokens is chat.EstimateTokens(Text), the measure of the chunk's size.
 	Tokens int
 	// Embedding is the chunk's vector, set by Retriever.EmbedChunks and
-	// stored by Index.SetEmbeddings; nil when there is none.
+	// stored with the chunk by Index.Add (or later by
+	// Index.SetEmbeddings); nil when there is none.
 	Embedding []float32
 }
 

@@ -419,9 +419,17 @@ func (ix *Index) add(ctx context.Context, tx *sql.Tx, collID int64, docs []*Docu
 			return fmt.Errorf("insert document: %w", err)
 		}
 		for _, c := range chunks[i] {
+			// A chunk's vector, when it has one, is stored with it: a
+			// document is never indexed without the vectors it was given.
+			var embedding any // NULL without one
+			if len(c.Embedding) > 0 {
+				v := slices.Clone(c.Embedding)
+				normalize(v)
+				embedding = EncodeVector(v)
+			}
 			if err := tx.QueryRowContext(ctx, `INSERT INTO chunks (document_id, ordinal, page, last_page, start_byte, end_byte,
-				start_rune, end_rune, text, tokens, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
-				doc.ID, c.Ordinal, c.Page, c.LastPage, c.Start, c.End, c.RuneStart, c.RuneEnd, c.Text, c.Tokens, c.len).Scan(&c.ID); err != nil {
+				start_rune, end_rune, text, tokens, terms, embedding) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
+				doc.ID, c.Ordinal, c.Page, c.LastPage, c.Start, c.End, c.RuneStart, c.RuneEnd, c.Text, c.Tokens, c.len, embedding).Scan(&c.ID); err != nil {
 				return fmt.Errorf("insert chunk: %w", err)
 			}
 			dChunks++

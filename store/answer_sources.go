@@ -68,3 +68,25 @@ func (s *Store) AnswerSources(ctx context.Context, messageID string) ([]AnswerSo
 	}
 	return list, rows.Err()
 }
+
+// ConversationAnswerSources returns the sources of every answer in the
+// conversation, by message and number. The caller has checked the
+// conversation is the user's.
+func (s *Store) ConversationAnswerSources(ctx context.Context, conversationID string) ([]AnswerSource, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+answerSourceColumns+` FROM answer_sources
+		WHERE conversation_id = $1 ORDER BY message_id, n`, conversationID)
+	if err != nil {
+		return nil, fmt.Errorf("read answer sources: %w", err)
+	}
+	defer rows.Close()
+	var list []AnswerSource
+	for rows.Next() {
+		var a AnswerSource
+		if err := rows.Scan(&a.MessageID, &a.ConversationID, &a.N, &a.ChunkID, &a.DocumentID, &a.ExternalID, &a.Title,
+			&a.Page, &a.LastPage, &a.Snippet, &a.Score, &a.CreatedAt); err != nil {
+			return nil, fmt.Errorf("read answer sources: %w", err)
+		}
+		list = append(list, a)
+	}
+	return list, rows.Err()
+}

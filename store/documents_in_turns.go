@@ -67,3 +67,24 @@ func (s *Store) TurnDocuments(ctx context.Context, conversationID string) ([]*Tu
 	}
 	return list, rows.Err()
 }
+
+// TurnDocumentInfos returns what TurnDocuments does without each
+// document's Text and Data: what a listing of the conversation shows.
+func (s *Store) TurnDocumentInfos(ctx context.Context, conversationID string) ([]*TurnDocument, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT message_id, conversation_id, name, media_type, pages, size_bytes, sha256,
+		created_at FROM turn_documents WHERE conversation_id = $1 ORDER BY created_at, message_id`, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []*TurnDocument
+	for rows.Next() {
+		var d TurnDocument
+		if err := rows.Scan(&d.MessageID, &d.ConversationID, &d.Name, &d.MediaType, &d.Pages, &d.Size, &d.SHA256,
+			&d.CreatedAt); err != nil {
+			return nil, err
+		}
+		list = append(list, &d)
+	}
+	return list, rows.Err()
+}

@@ -445,6 +445,15 @@ func (l *lazyPDF) Extract(ctx context.Context, data []byte, o extract.Options) (
 	return p.Extract(ctx, data, o)
 }
 
+// Unlock starts PDFium if it is not running, then unlocks data with it.
+func (l *lazyPDF) Unlock(ctx context.Context, data []byte, password string) ([]byte, error) {
+	p, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return p.Unlock(ctx, data, password)
+}
+
 // get returns the running reader, starting it when there is none.
 func (l *lazyPDF) get() (*extract.PDF, error) {
 	l.mu.Lock()
