@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -15,8 +16,9 @@ var migrateCommand = &cliCommand{
 	name:    "migrate",
 	args:    "[--status]",
 	summary: "apply database migrations and show them",
-	about: `Migrate applies the database migrations not yet applied, then lists them all
-with when each was applied. serve does the same at start. With --status it
+	about: `Migrate applies the database migrations not yet applied, the job queue's
+(River's) included, then lists them all with when each was applied. serve
+does the same at start; run migrate as a deployment's release command. With --status it
 changes nothing: on a fresh SQLite data directory it creates no file and says
 there is no database yet. Neither needs SECRET_KEY.`,
 	run: migrate,
@@ -43,10 +45,16 @@ func migrate(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		return err
 	}
 	defer st.Close()
+	queue := ingest.MigrationStatus
 	if !*statusOnly {
 		if err := st.Migrate(ctx); err != nil {
 			return err
 		}
+		queue = ingest.Migrate
+	}
+	applied, all, err := queue(ctx, st, cfg.Database)
+	if err != nil {
+		return err
 	}
 	ms, err := st.Migrations(ctx)
 	if err != nil {
@@ -61,5 +69,9 @@ func migrate(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		}
 		t.row(fmt.Sprintf("%04d", m.Version), m.Name, applied)
 	}
-	return t.write(c.stdout, "", 2)
+	if err := t.write(c.stdout, "", 2); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "job queue (River): %d of %d migrations applied\n", applied, all)
+	return err
 }
