@@ -48,7 +48,7 @@ type cliCommand struct {
 var commands = []*cliCommand{
 	serveCommand, migrateCommand,
 	userCreateCommand, userListCommand, userSetPasswordCommand, userSetRoleCommand, userUnblockCommand,
-	ingestCommand, versionCommand,
+	ingestCommand, healthcheckCommand, versionCommand,
 }
 
 var versionCommand = &cliCommand{

@@ -46,6 +46,7 @@ func TestHelp(t *testing.T) {
 	for args, flags := range map[string][]string{
 		"serve":             {"--addr"},
 		"migrate":           {"--status"},
+		"healthcheck":       {"--url"},
 		"user create":       {"--email", "--name", "--admin", "--password-stdin"},
 		"user list":         {"--email"},
 		"user set-password": {"--email", "--password-stdin"},
