@@ -160,7 +160,7 @@ func TestDocsAssetCaching(t *testing.T) {
 		{name: "licence", request: request{method: "GET", path: "/docs/assets/LICENSE"}, status: 200, contains: []string{"Apache License"}},
 		{name: "unknown asset", request: request{method: "GET", path: "/docs/assets/index.html"}, status: 404, problem: true},
 		{name: "no listing", request: request{method: "GET", path: "/docs/assets/"}, status: 404, problem: true},
-		{name: "root redirects to the docs", request: request{method: "GET", path: "/"}, status: 302,
-			headers: map[string]string{"Location": "/docs"}},
+		{name: "root is the web page", request: request{method: "GET", path: "/"}, status: 200,
+			contains: []string{"<html", "/web/"}},
 	})
 }

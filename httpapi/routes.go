@@ -57,9 +57,9 @@ var public = map[string]bool{
 
 // addRoutes is the whole API in one place.
 func addRoutes(s *server, mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/docs", http.StatusFound)
-	})
+	// The web page and its files, served from the binary (web.go).
+	mux.HandleFunc("GET /{$}", serveWeb)
+	mux.HandleFunc("GET /web/{version}/{name}", serveWebAsset)
 	// The API reference, served from the binary (docs.go).
 	mux.HandleFunc("GET /docs", serveDocs)
 	mux.HandleFunc("GET /docs/assets/{name}", serveDocsAsset)
