@@ -121,7 +121,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 // start runs the binary in dir with exactly env, waits until /readyz
 // answers, and returns its address. The process is stopped, and its output
 // shown if the test failed, when the test ends.
-func start(t *testing.T, dir string, env []string) string {
+func start(t testing.TB, dir string, env []string) string {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve", "--addr", addr)
@@ -177,7 +177,7 @@ func start(t *testing.T, dir string, env []string) string {
 }
 
 // freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

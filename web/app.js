@@ -288,6 +288,7 @@ async function follow(a, open) {
       if (ev.conversation_id && ev.conversation_id !== conversationID) {
         conversationID = ev.conversation_id;
         history.replaceState(null, "", "#chat/" + conversationID);
+        loadConversations().catch(fail); // a new one: list it at once
       }
     });
     if (!a.done) a.note("The connection was lost before the answer ended; reload to resume.", "status");
