@@ -10,6 +10,7 @@ import (
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/ingest"
+	"github.com/ferryhq/ferry/jobs"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/ollama"
 	"github.com/ferryhq/ferry/search"
@@ -34,6 +35,9 @@ type Services struct {
 	// Retriever searches the collections (/collections/{name}/search,
 	// /rag/query); nil: lexical search over Ingest's index.
 	Retriever *search.Retriever
+
+	// Jobs runs background chat jobs (/ai/jobs); nil: those answer 503.
+	Jobs *jobs.Service
 
 	// PDF reads uploaded PDFs (/analyze/pdf); nil: that endpoint answers
 	// 503. run makes one that starts PDFium on first use.
@@ -109,6 +113,16 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, huma.Operation{OperationID: "chat", Method: "POST", Path: "/ai/chat", Tags: []string{"ai"},
 		Summary: "Chat, answered in one piece"}, handleChat(c))
 	register(s, analyzeOperation(s.opts.MaxUploadBytes), handleAnalyzePDF(s, c))
+	js := s.svc.Jobs
+	register(s, huma.Operation{OperationID: "submit-job", Method: "POST", Path: "/ai/jobs", Tags: []string{"ai"},
+		Summary: "Chat in the background: queue an /ai/chat request as a job (202), then poll it",
+		DefaultStatus: http.StatusAccepted}, needJobs(js, handleSubmitJob(js)))
+	register(s, huma.Operation{OperationID: "get-job", Method: "GET", Path: "/ai/jobs/{id}", Tags: []string{"ai"},
+		Summary: "A background job: queued, running, succeeded (with the answer), failed (with the reason) or cancelled"},
+		needJobs(js, handleGetJob(js)))
+	register(s, huma.Operation{OperationID: "cancel-job", Method: "DELETE", Path: "/ai/jobs/{id}", Tags: []string{"ai"},
+		Summary: "Cancel a queued or running job (a running one's model call ends); 409 once it has finished"},
+		needJobs(js, handleCancelJob(js)))
 
 	register(s, huma.Operation{OperationID: "list-conversations", Method: "GET", Path: "/conversations", Tags: []string{"conversations"},
 		Summary: "Your conversations, most recent first"}, handleListConversations(c))

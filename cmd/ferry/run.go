@@ -26,6 +26,7 @@ import (
 	"github.com/ferryhq/ferry/extract"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/ingest"
+	"github.com/ferryhq/ferry/jobs"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/anthropic"
@@ -214,6 +215,18 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		stopMaintaining()
 		<-maintainDone
 	}()
+	// Background chat jobs run on the ingestion workers' River client;
+	// those whose process died are marked failed, now and while this runs.
+	jobSvc := jobs.New(st, chatSvc, router, jobs.Options{Log: log.With("component", "jobs")})
+	jobsMaintained := make(chan struct{})
+	go func() {
+		defer close(jobsMaintained)
+		jobSvc.Maintain(maintained)
+	}()
+	defer func() {
+		stopMaintaining()
+		<-jobsMaintained
+	}()
 	var userRevoked func(string)
 	if rdb != nil {
 		var stop func()
@@ -240,7 +253,7 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	// its compiled code is kept in the data directory across restarts.
 	pdf := &lazyPDF{opts: extract.PDFOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache")}, log: log}
 	defer pdf.Close() // after shutdown has drained the requests
-	ing, retriever, stopIngest, err := startIngest(ctx, cfg, st, pdf, tr, log)
+	ing, retriever, stopIngest, err := startIngest(ctx, cfg, st, pdf, tr, log, jobSvc)
 	if err != nil {
 		return err
 	}
@@ -254,7 +267,8 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		TrustedProxies: cfg.TrustedProxies, CORSOrigins: cfg.CORSOrigins, MaxUploadBytes: cfg.MaxUploadBytes,
 		Observe: requestObserver(mx)},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: ollamaProvider, PDF: pdf, Ingest: ing,
-			Retriever: retriever, Logs: logs})
+			Retriever: retriever, Logs: logs,
+			Jobs: jobSvc})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -497,9 +511,9 @@ const ingestWait = 5 * time.Second
 // embedder when there is one (which then embeds the chunks as they are
 // ingested), lexically otherwise.
 func startIngest(ctx context.Context, cfg *config.Config, st *store.Store, pdf ingest.PDFReader, tr http.RoundTripper,
-	log *slog.Logger) (ing *ingest.Service, r *search.Retriever, stop func(), err error) {
+	log *slog.Logger, js *jobs.Service) (ing *ingest.Service, r *search.Retriever, stop func(), err error) {
 	ix := search.New(st)
-	opts := ingest.Options{Workers: cfg.IngestWorkers, MaxAttempts: cfg.IngestMaxAttempts}
+	opts := ingest.Options{Workers: cfg.IngestWorkers, MaxAttempts: cfg.IngestMaxAttempts, Register: js.Register, Queues: js.Queues()}
 	var emb search.Embedder // a nil interface, not a nil *embed.Client, when there is none
 	if cfg.EmbedModel != "" {
 		c, err := embed.New(embed.Config{Model: cfg.EmbedModel, OpenAIAPIKey: cfg.OpenAIAPIKey, OpenAIBaseURL: cfg.OpenAIBaseURL,
@@ -517,6 +531,7 @@ func startIngest(ctx context.Context, cfg *config.Config, st *store.Store, pdf i
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	js.SetQueue(ing)
 	// Not ctx: SIGTERM cancels it, and the workers stop in their turn.
 	if err := ing.Start(context.WithoutCancel(ctx)); err != nil {
 		ing.Stop(context.Background())
