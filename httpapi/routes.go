@@ -115,8 +115,7 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, analyzeOperation(s.opts.MaxUploadBytes), handleAnalyzePDF(s, c))
 	js := s.svc.Jobs
 	register(s, huma.Operation{OperationID: "submit-job", Method: "POST", Path: "/ai/jobs", Tags: []string{"ai"},
-		Summary: "Chat in the background: queue an /ai/chat request as a job (202), then poll it",
-		DefaultStatus: http.StatusAccepted}, needJobs(js, handleSubmitJob(js)))
+		DefaultStatus: http.StatusAccepted, Summary: "Chat in the background: queue an /ai/chat request as a job (202), then poll it"}, needJobs(js, handleSubmitJob(js)))
 	register(s, huma.Operation{OperationID: "get-job", Method: "GET", Path: "/ai/jobs/{id}", Tags: []string{"ai"},
 		Summary: "A background job: queued, running, succeeded (with the answer), failed (with the reason) or cancelled"},
 		needJobs(js, handleGetJob(js)))
