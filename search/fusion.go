@@ -3,7 +3,6 @@ package search
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -138,11 +137,8 @@ func (r *Retriever) Search(ctx context.Context, userID, collection, query string
 		return nil, &ferry.Error{Code: ferry.Invalid, Message: errNoEmbedder.Error(),
 			Fields: map[string]string{"mode": errNoEmbedder.Error()}}
 	}
-	if strings.TrimSpace(query) == "" {
-		return nil, ferry.InvalidField("query", "must not be empty")
-	}
-	if topK < 1 || topK > MaxTopK {
-		return nil, ferry.InvalidField("top_k", fmt.Sprintf("must be between 1 and %d", MaxTopK))
+	if err := checkSearch(query, topK); err != nil {
+		return nil, err
 	}
 	if mode == ModeVector {
 		return r.vector(ctx, userID, collection, query, topK)
@@ -153,63 +149,55 @@ func (r *Retriever) Search(ctx context.Context, userID, collection, query string
 // depth is how many hits of each ranking a hybrid search fuses for topK.
 func depth(topK int) int { return min(MaxTopK, max(50, 2*topK)) }
 
-// hybrid fuses the lexical and vector rankings of query.
+// hybrid fuses the lexical and vector rankings of query. The query is
+// embedded while BM25 ranks; only the fused topK chunks are read from the
+// database, with their text, and given snippets.
 func (r *Retriever) hybrid(ctx context.Context, userID, collection, query string, topK int) ([]Hit, error) {
-	n := depth(topK)
-	lexical, err := r.ix.Lexical(ctx, userID, collection, query, n)
+	coll, err := r.ix.collectionState(ctx, userID, collection)
 	if err != nil {
 		return nil, err
 	}
-	near, err := r.nearest(ctx, userID, collection, query, n)
+	if coll == nil {
+		return []Hit{}, nil
+	}
+	var q []float32
+	var embedErr error
+	embedded := make(chan struct{})
+	go func() {
+		defer close(embedded)
+		q, embedErr = r.embedQuery(ctx, query)
+	}()
+	n := depth(topK)
+	lexical, err := r.ix.lexicalRank(ctx, coll, query, n)
+	<-embedded
 	if err != nil {
-		if ctx.Err() != nil || ferry.ErrorCode(err) == ferry.NotFound {
+		return nil, err
+	}
+	var near []scored
+	if embedErr == nil {
+		near, err = r.nearestTo(ctx, coll, q, n)
+		if err != nil {
 			return nil, err
 		}
-		r.log.Warn("search: the embedder failed; answering lexically", "error", err)
-		return lexical[:min(topK, len(lexical))], nil
+	} else {
+		if ctx.Err() != nil {
+			return nil, embedErr
+		}
+		r.log.Warn("search: the embedder failed; answering lexically", "error", embedErr)
+		return r.ix.hits(ctx, lexical[:min(topK, len(lexical))], query)
 	}
 	fused := r.fusion.fuse(lexical, near)
-	if len(fused) > topK {
-		fused = fused[:topK]
-	}
-	have := make(map[int64]*Hit, len(lexical))
-	for i := range lexical {
-		have[lexical[i].ChunkID] = &lexical[i]
-	}
-	var need []int64
-	for _, f := range fused {
-		if have[f.id] == nil {
-			need = append(need, f.id)
-		}
-	}
-	more, err := r.ix.hitsByID(ctx, need)
-	if err != nil {
-		return nil, err
-	}
-	for i := range more {
-		more[i].Snippet = Snippet(more[i].Text, query)
-		have[more[i].ChunkID] = &more[i]
-	}
-	out := make([]Hit, 0, len(fused))
-	for _, f := range fused {
-		// A chunk deleted since the vectors were read is left out.
-		if h := have[f.id]; h != nil {
-			hit := *h
-			hit.Score = f.score
-			out = append(out, hit)
-		}
-	}
-	return out, nil
+	return r.ix.hits(ctx, fused[:min(topK, len(fused))], query)
 }
 
 // fuse ranks the chunks of both rankings (each best first) as Fusion
 // says, best first, ties by id.
-func (f Fusion) fuse(lexical []Hit, near []scored) []scored {
+func (f Fusion) fuse(lexical, near []scored) []scored {
 	score := make(map[int64]float64, len(lexical)+len(near))
 	if len(lexical) > 0 {
-		hi, lo := lexical[0].Score, lexical[len(lexical)-1].Score
+		hi, lo := lexical[0].score, lexical[len(lexical)-1].score
 		for _, h := range lexical {
-			score[h.ChunkID] += (1 - f.Vector) * scale(h.Score, lo, hi)
+			score[h.id] += (1 - f.Vector) * scale(h.score, lo, hi)
 		}
 	}
 	if len(near) > 0 {
@@ -237,49 +225,26 @@ func scale(x, lo, hi float64) float64 {
 
 // vector returns the topK chunks nearest query.
 func (r *Retriever) vector(ctx context.Context, userID, collection, query string, topK int) ([]Hit, error) {
-	near, err := r.nearest(ctx, userID, collection, query, topK)
+	coll, err := r.ix.collectionState(ctx, userID, collection)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]int64, len(near))
-	for i, s := range near {
-		ids[i] = s.id
+	if coll == nil {
+		return []Hit{}, nil
 	}
-	found, err := r.ix.hitsByID(ctx, ids)
+	q, err := r.embedQuery(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[int64]*Hit, len(found))
-	for i := range found {
-		byID[found[i].ChunkID] = &found[i]
+	near, err := r.nearestTo(ctx, coll, q, topK)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]Hit, 0, len(near))
-	for _, s := range near {
-		if h := byID[s.id]; h != nil {
-			hit := *h
-			hit.Score, hit.Snippet = s.score, Snippet(hit.Text, query)
-			out = append(out, hit)
-		}
-	}
-	return out, nil
+	return r.ix.hits(ctx, near, query)
 }
 
-// nearest embeds query and returns the k chunks of the collection nearest
-// it, from this instance's copy of the vectors, brought up to date first.
-func (r *Retriever) nearest(ctx context.Context, userID, collection, query string, k int) ([]scored, error) {
-	var collID int64
-	var v collectionVersion
-	err := r.ix.st.Reader().QueryRowContext(ctx, `SELECT id, chunks, updated_at FROM collections WHERE user_id = $1 AND name = $2`,
-		userID, collection).Scan(&collID, &v.chunks, &v.updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		if collection == DefaultCollection {
-			return nil, nil
-		}
-		return nil, collectionNotFound(collection)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("search: read collection: %w", err)
-	}
+// embedQuery returns the unit vector of query.
+func (r *Retriever) embedQuery(ctx context.Context, query string) ([]float32, error) {
 	vecs, err := r.emb.Embed(ctx, []string{query})
 	if err != nil {
 		return nil, err
@@ -289,7 +254,14 @@ func (r *Retriever) nearest(ctx context.Context, userID, collection, query strin
 	}
 	q := vecs[0]
 	normalize(q)
-	set, err := r.vc.get(ctx, collID, v)
+	return q, nil
+}
+
+// nearestTo returns the k chunks of the collection nearest the unit
+// vector q, from this instance's copy of the vectors, brought up to date
+// first.
+func (r *Retriever) nearestTo(ctx context.Context, coll *collState, q []float32, k int) ([]scored, error) {
+	set, err := r.vc.get(ctx, coll.id, coll.version)
 	if err != nil {
 		return nil, err
 	}

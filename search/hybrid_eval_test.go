@@ -73,30 +73,37 @@ func TestSciFactHybrid(t *testing.T) {
 	}
 	rows.Close()
 	type lists struct {
-		lexical []Hit
+		lexical []scored
 		near    []scored
 	}
 	all := make([]lists, len(sf.queries))
+	coll, err := ix.collectionState(ctx, user, "scifact")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, q := range sf.queries {
-		var err error
-		if all[i].lexical, err = ix.Lexical(ctx, user, "scifact", q.Text, depth(200)); err != nil {
+		if all[i].lexical, err = ix.lexicalRank(ctx, coll, q.Text, depth(200)); err != nil {
 			t.Fatal(err)
 		}
-		if all[i].near, err = r.nearest(ctx, user, "scifact", q.Text, depth(200)); err != nil {
+		qv, err := r.embedQuery(ctx, q.Text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all[i].near, err = r.nearestTo(ctx, coll, qv, depth(200)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	type run struct {
 		name string
-		fuse func(lexical []Hit, near []scored) []scored
+		fuse func(lexical, near []scored) []scored
 	}
 	runs := []run{
-		{"lexical", func(l []Hit, _ []scored) []scored { return Fusion{Vector: 0}.fuse(l, nil) }},
-		{"vector", func(_ []Hit, n []scored) []scored { return n }},
+		{"lexical", func(l, _ []scored) []scored { return Fusion{Vector: 0}.fuse(l, nil) }},
+		{"vector", func(_, n []scored) []scored { return n }},
 	}
 	for _, w := range []float64{0.02, 0.05, 0.1, 0.3, 1} {
 		runs = append(runs, run{fmt.Sprintf("RRF (k 60), vector weight %.2f, BM25 1", w),
-			func(l []Hit, n []scored) []scored { return rrf(w, l, n) }})
+			func(l, n []scored) []scored { return rrf(w, l, n) }})
 	}
 	for _, w := range []float64{0.05, 0.1, 0.2, 0.3, 0.5} {
 		runs = append(runs, run{fmt.Sprintf("Fusion{Vector: %.2f}", w), Fusion{Vector: w}.fuse})
@@ -151,10 +158,10 @@ func TestSciFactHybrid(t *testing.T) {
 
 // rrf is weighted reciprocal rank fusion, for comparison: a chunk scores
 // 1/(60 + its BM25 rank) + w/(60 + its vector rank).
-func rrf(w float64, lexical []Hit, near []scored) []scored {
+func rrf(w float64, lexical, near []scored) []scored {
 	score := map[int64]float64{}
 	for i, h := range lexical {
-		score[h.ChunkID] += 1 / (60 + float64(i+1))
+		score[h.id] += 1 / (60 + float64(i+1))
 	}
 	for i, s := range near {
 		score[s.id] += w / (60 + float64(i+1))

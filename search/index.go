@@ -117,12 +117,21 @@ type Index struct {
 	pg bool
 	// BM25 is the ranking's parameters; set it before the Index is used.
 	BM25 BM25
+	// LexicalMemory is how many bytes of postings the Index keeps in
+	// memory for all its collections (see lexCache); 0 ranks every search
+	// in SQL. Set it before the Index is used.
+	LexicalMemory int64
+
+	lex *lexCache
 }
 
 // New returns an Index over the migrated store st, ranking with
-// DefaultBM25.
+// DefaultBM25 and keeping up to DefaultLexicalMemory of postings in
+// memory.
 func New(st *store.Store) *Index {
-	return &Index{st: st, pg: st.Driver() == "postgres", BM25: DefaultBM25}
+	ix := &Index{st: st, pg: st.Driver() == "postgres", BM25: DefaultBM25, LexicalMemory: DefaultLexicalMemory}
+	ix.lex = newLexCache(ix)
+	return ix
 }
 
 // ValidCollectionName reports what is wrong with name as a collection's

@@ -42,24 +42,69 @@ type Hit struct {
 // empty query or topK outside 1..MaxTopK, and NotFound for a collection
 // that the user does not have (DefaultCollection, until used, is empty).
 func (ix *Index) Lexical(ctx context.Context, userID, collection, query string, topK int) ([]Hit, error) {
+	if err := checkSearch(query, topK); err != nil {
+		return nil, err
+	}
+	coll, err := ix.collectionState(ctx, userID, collection)
+	if err != nil {
+		return nil, err
+	}
+	if coll == nil {
+		return []Hit{}, nil
+	}
+	ranked, err := ix.lexicalRank(ctx, coll, query, topK)
+	if err != nil {
+		return nil, err
+	}
+	return ix.hits(ctx, ranked, query)
+}
+
+// checkSearch returns the Invalid error for an empty query or a topK
+// outside 1..MaxTopK, or nil.
+func checkSearch(query string, topK int) error {
 	if strings.TrimSpace(query) == "" {
-		return nil, ferry.InvalidField("query", "must not be empty")
+		return ferry.InvalidField("query", "must not be empty")
 	}
 	if topK < 1 || topK > MaxTopK {
-		return nil, ferry.InvalidField("top_k", fmt.Sprintf("must be between 1 and %d", MaxTopK))
+		return ferry.InvalidField("top_k", fmt.Sprintf("must be between 1 and %d", MaxTopK))
 	}
-	var collID, chunks, terms int64
-	err := ix.st.Reader().QueryRowContext(ctx, `SELECT id, chunks, terms FROM collections WHERE user_id = $1 AND name = $2`,
-		userID, collection).Scan(&collID, &chunks, &terms)
+	return nil
+}
+
+// collState is what a search reads of its collection first, in one row by
+// key: its id, BM25's statistics, and its version, which tells whether
+// this instance's in-memory copies (postings and vectors) are current.
+type collState struct {
+	id, chunks, terms int64
+	version           collectionVersion
+}
+
+// collectionState reads the user's collection; it returns nil for
+// DefaultCollection while it does not exist, and NotFound for any other
+// collection that does not.
+func (ix *Index) collectionState(ctx context.Context, userID, collection string) (*collState, error) {
+	var c collState
+	err := ix.st.Reader().QueryRowContext(ctx, `SELECT id, chunks, terms, updated_at FROM collections WHERE user_id = $1 AND name = $2`,
+		userID, collection).Scan(&c.id, &c.chunks, &c.terms, &c.version.updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		if collection == DefaultCollection {
-			return []Hit{}, nil
+			return nil, nil
 		}
 		return nil, collectionNotFound(collection)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("search: read collection: %w", err)
 	}
+	c.version.chunks = c.chunks
+	return &c, nil
+}
+
+// lexicalRank returns the ids and BM25 scores of the topK chunks of the
+// collection that best match query, best first, ties by id: from this
+// instance's in-memory postings when it holds them at the collection's
+// current version, otherwise from the postings table (and a load of the
+// postings into memory starts in the background, see lexCache).
+func (ix *Index) lexicalRank(ctx context.Context, coll *collState, query string, topK int) ([]scored, error) {
 	qtf := map[string]int{}
 	var order []string
 	for _, t := range QueryTerms(query) {
@@ -68,24 +113,44 @@ func (ix *Index) Lexical(ctx context.Context, userID, collection, query string, 
 		}
 		qtf[t]++
 	}
-	if chunks == 0 || len(order) == 0 {
-		return []Hit{}, nil
+	if coll.chunks == 0 || len(order) == 0 {
+		return nil, nil
 	}
-	weights, err := ix.termWeights(ctx, collID, chunks, order, qtf)
+	avgLen := float64(coll.terms) / float64(coll.chunks)
+	if set := ix.lex.get(coll); set != nil {
+		return set.rank(ix.BM25, coll.chunks, avgLen, order, qtf, topK), nil
+	}
+	weights, err := ix.termWeights(ctx, coll.id, coll.chunks, order, qtf)
+	if err != nil || len(weights) == 0 {
+		return nil, err
+	}
+	return ix.rank(ctx, coll.id, avgLen, weights, topK)
+}
+
+// hits returns the hits of ranked, in its order, with their scores and
+// snippets for query; a chunk deleted since it was ranked is left out.
+func (ix *Index) hits(ctx context.Context, ranked []scored, query string) ([]Hit, error) {
+	ids := make([]int64, len(ranked))
+	for i, s := range ranked {
+		ids[i] = s.id
+	}
+	found, err := ix.hitsByID(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	if len(weights) == 0 {
-		return []Hit{}, nil
+	byID := make(map[int64]*Hit, len(found))
+	for i := range found {
+		byID[found[i].ChunkID] = &found[i]
 	}
-	hits, err := ix.rank(ctx, collID, float64(terms)/float64(chunks), weights, topK)
-	if err != nil {
-		return nil, err
+	out := make([]Hit, 0, len(ranked))
+	for _, s := range ranked {
+		if h := byID[s.id]; h != nil {
+			hit := *h
+			hit.Score, hit.Snippet = s.score, Snippet(hit.Text, query)
+			out = append(out, hit)
+		}
 	}
-	for i := range hits {
-		hits[i].Snippet = Snippet(hits[i].Text, query)
-	}
-	return hits, nil
+	return out, nil
 }
 
 // termWeight is a query term with its weight: BM25's idf of the term in
@@ -130,47 +195,57 @@ func (ix *Index) termWeights(ctx context.Context, collID, n int64, terms []strin
 		if !ok {
 			continue
 		}
-		idf := math.Log(1 + (float64(n)-float64(d)+0.5)/(float64(d)+0.5))
-		out = append(out, termWeight{t, float64(qtf[t]) * idf})
+		out = append(out, termWeight{t, float64(qtf[t]) * idf(n, d)})
 	}
 	return out, nil
 }
 
-// rank sums BM25 over the postings of the weighted terms and returns the
-// topK chunks. Per term and chunk the score is
+// idf is BM25's inverse document frequency of a term that df of the n
+// chunks hold, Lucene's: ln(1 + (n - df + 0.5) / (df + 0.5)).
+func idf(n, df int64) float64 {
+	return math.Log(1 + (float64(n)-float64(df)+0.5)/(float64(df)+0.5))
+}
+
+// rank sums BM25 over the postings of the weighted terms in SQL and
+// returns the topK chunks, best first, ties by id. Per term and chunk the
+// score is
 //
 //	weight * tf / (tf + k1 * (1 - b + b * len / avglen))
 //
 // Lucene's form: without BM25's constant factor (k1 + 1), which does not
-// change the order.
-func (ix *Index) rank(ctx context.Context, collID int64, avgLen float64, weights []termWeight, topK int) ([]Hit, error) {
+// change the order. lexSet.rank computes the same in memory.
+func (ix *Index) rank(ctx context.Context, collID int64, avgLen float64, weights []termWeight, topK int) ([]scored, error) {
 	query, args := ix.rankSQL(collID, avgLen, weights, topK)
 	rows, err := ix.st.Reader().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search: rank: %w", err)
 	}
 	defer rows.Close()
-	hits := make([]Hit, 0, topK)
+	out := make([]scored, 0, topK)
 	for rows.Next() {
-		var h Hit
-		var externalID sql.NullString
-		if err := rows.Scan(&h.ChunkID, &h.DocumentID, &externalID, &h.Title, &h.Page, &h.LastPage, &h.Ordinal,
-			&h.Text, &h.Score); err != nil {
+		var s scored
+		if err := rows.Scan(&s.id, &s.score); err != nil {
 			return nil, fmt.Errorf("search: rank: %w", err)
 		}
-		h.ExternalID = externalID.String
-		hits = append(hits, h)
+		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("search: rank: %w", err)
 	}
-	return hits, nil
+	return out, nil
+}
+
+// consts returns the two constants of a term's score for a
+// collection whose chunks average avgLen terms: k1 * (1 - b) and
+// k1 * b / avgLen, so that the score is weight * tf / (tf + c1 + c2 * len).
+func (p BM25) consts(avgLen float64) (c1, c2 float64) {
+	return p.K1 * (1 - p.B), p.K1 * p.B / avgLen
 }
 
 // rankSQL returns rank's query and its arguments.
 func (ix *Index) rankSQL(collID int64, avgLen float64, weights []termWeight, topK int) (string, []any) {
-	p := ix.BM25
-	args := []any{collID, p.K1 * (1 - p.B), p.K1 * p.B / avgLen, topK}
+	c1, c2 := ix.BM25.consts(avgLen)
+	args := []any{collID, c1, c2, topK}
 	values := make([]string, len(weights))
 	for i, w := range weights {
 		values[i] = fmt.Sprintf("($%d, CAST($%d AS DOUBLE PRECISION))", len(args)+1, len(args)+2)
@@ -181,17 +256,13 @@ func (ix *Index) rankSQL(collID int64, avgLen float64, weights []termWeight, top
 	// SQLite read the postings term by term through the primary key (its
 	// planner may otherwise scan the whole collection's postings for a
 	// long query); PostgreSQL plans it as the inner join it is.
-	return `WITH q (term, w) AS (VALUES ` + strings.Join(values, ", ") + `),
-		top AS (
-			SELECT p.chunk_id, SUM(q.w * p.tf / (p.tf + CAST($2 AS DOUBLE PRECISION) + CAST($3 AS DOUBLE PRECISION) * p.len)) AS score
-			FROM q CROSS JOIN chunk_terms p
-			WHERE p.collection_id = $1 AND p.term = q.term
-			GROUP BY p.chunk_id
-			ORDER BY score DESC, p.chunk_id
-			LIMIT $4)
-		SELECT c.id, c.document_id, d.external_id, d.title, c.page, c.last_page, c.ordinal, c.text, top.score
-		FROM top JOIN chunks c ON c.id = top.chunk_id JOIN documents d ON d.id = c.document_id
-		ORDER BY top.score DESC, c.id`, args
+	return `WITH q (term, w) AS (VALUES ` + strings.Join(values, ", ") + `)
+		SELECT p.chunk_id, SUM(q.w * p.tf / (p.tf + CAST($2 AS DOUBLE PRECISION) + CAST($3 AS DOUBLE PRECISION) * p.len)) AS score
+		FROM q CROSS JOIN chunk_terms p
+		WHERE p.collection_id = $1 AND p.term = q.term
+		GROUP BY p.chunk_id
+		ORDER BY score DESC, p.chunk_id
+		LIMIT $4`, args
 }
 
 // snippetRunes is about how long a snippet is, in characters.

@@ -290,7 +290,7 @@ func TestRetrieverEmbedderDown(t *testing.T) {
 func TestFusionWeights(t *testing.T) {
 	// BM25: 1 far ahead, then 2 and 3 close; vectors: 3, 4, 1, with 3
 	// and 4 close.
-	lexical := []Hit{{ChunkID: 1, Score: 10}, {ChunkID: 2, Score: 5}, {ChunkID: 3, Score: 4.8}, {ChunkID: 5, Score: 1}}
+	lexical := []scored{{1, 10}, {2, 5}, {3, 4.8}, {5, 1}}
 	near := []scored{{3, 0.9}, {4, 0.88}, {1, 0.5}}
 	ids := func(s []scored) []int64 {
 		out := make([]int64, len(s))
