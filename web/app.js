@@ -414,9 +414,11 @@ $("pdf-form").addEventListener("submit", guard(async (e) => {
   const out = $("pdf-answer");
   out.replaceChildren();
   const a = new Answer(out);
+  const wait = h("div", "Reading the PDF…", "status");
+  out.append(wait);
   $("pdf-ask").disabled = true;
   try {
-    await a.read(await api.request("/analyze/pdf", { method: "POST", body: form }));
+    await a.read(await api.request("/analyze/pdf", { method: "POST", body: form }), () => wait.remove());
     if (a.conversation) {
       const link = h("a", "Continue this conversation");
       link.href = "#chat/" + a.conversation;
@@ -424,6 +426,7 @@ $("pdf-form").addEventListener("submit", guard(async (e) => {
       out.lastChild.append(link);
     }
   } finally {
+    wait.remove();
     $("pdf-ask").disabled = false;
   }
 }));
