@@ -18,7 +18,9 @@ func TestServeJobs(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			fake := llmtest.Start(t)
 			fake.SetScript(llmtest.Script{Deltas: []string{"The answer", " is 42."}})
-			in := start(t, withFake(engineEnv(t, engine), fake))
+			env := withFake(engineEnv(t, engine), fake)
+			env.vars["FERRY_METRICS_ADDR"] = "127.0.0.1:0"
+			in := start(t, env)
 			ann, _ := in.signUp(t, "ann@example.com", "correct horse battery")
 			bob, _ := in.signUp(t, "bob@example.com", "correct horse battery")
 
@@ -79,6 +81,17 @@ func TestServeJobs(t *testing.T) {
 			}
 			if got := in.must(t, http.StatusOK, "GET", "/ai/jobs/"+id, ann, nil); got["state"] != "cancelled" {
 				t.Fatalf("job after cancel: %v", got)
+			}
+
+			// Prometheus sees them all, by state.
+			fams := scrape(t, in.metricsAddr())
+			for state, want := range map[string]float64{"succeeded": 1, "failed": 1, "cancelled": 1, "queued": 0, "running": 0} {
+				if got := sample(fams, "ferry_jobs", map[string]string{"state": state}); got != want {
+					t.Errorf("ferry_jobs{state=%q} = %v, want %v", state, got, want)
+				}
+			}
+			if fams["ferry_jobs"] == nil || len(fams["ferry_jobs"].Metric) != 5 {
+				t.Errorf("ferry_jobs has not every state: %v", fams["ferry_jobs"])
 			}
 		})
 	}

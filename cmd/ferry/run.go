@@ -218,6 +218,9 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	// Background chat jobs run on the ingestion workers' River client;
 	// those whose process died are marked failed, now and while this runs.
 	jobSvc := jobs.New(st, chatSvc, router, jobs.Options{Log: log.With("component", "jobs")})
+	if mx != nil {
+		mx.Jobs(jobCounts(jobSvc))
+	}
 	jobsMaintained := make(chan struct{})
 	go func() {
 		defer close(jobsMaintained)
