@@ -125,7 +125,7 @@ func (e *env) instance(t *testing.T, work bool, co chat.Options) *instance {
 }
 
 // user stores a user and returns it as a principal.
-func (in *instance) user(t *testing.T, name string) *ferry.Principal {
+func (in *instance) user(t testing.TB, name string) *ferry.Principal {
 	t.Helper()
 	u := &ferry.User{ID: "u-" + name, Email: name + "@example.com", PasswordHash: "h", Role: ferry.RoleUser}
 	if err := in.st.CreateUser(context.Background(), u); err != nil {
