@@ -29,6 +29,16 @@ type User struct {
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// Limits are an admin's override of the default rate limits.
+	Limits Limits
+}
+
+// Limits are rate limits on model calls: calls (RPM) and tokens (TPM) per
+// minute. Zero means "not set here" (the default applies); a negative
+// value means no limit.
+type Limits struct {
+	RPM int64
+	TPM int64
 }
 
 // IsAdmin reports whether u may manage other users.
@@ -55,6 +65,9 @@ type APIKey struct {
 	CreatedAt  time.Time
 	ExpiresAt  *time.Time
 	LastUsedAt *time.Time
+	// Limits narrow the user's rate limits for calls made with this key:
+	// a share of the user's budget for one script.
+	Limits Limits
 }
 
 // Principal is who a request acts as: the user, and the session or API key
@@ -63,6 +76,8 @@ type Principal struct {
 	User      *User
 	SessionID string
 	APIKeyID  string
+	// KeyLimits are the API key's own limits (see APIKey.Limits).
+	KeyLimits Limits
 }
 
 type principalKey struct{}

@@ -103,6 +103,10 @@ func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel 
 		"OPENAI_API_KEY=sk-bench",
 		"OPENAI_BASE_URL=" + fake.OpenAIURL(),
 		"OLLAMA_BASE_URL=" + fake.OllamaURL(),
+		// The load runs measure the server, not the limits; those that
+		// measure the admission set them in extraEnv.
+		"FERRY_RATE_LIMIT_RPM=0",
+		"FERRY_MAX_CONCURRENT=0",
 	}
 	cmd.Env = append(cmd.Env, extraEnv...)
 	// Ferry ends with this process, however it ends.

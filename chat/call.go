@@ -25,6 +25,9 @@ type Call struct {
 	Model     string // the provider's own model name; "" for its default
 	// Request is what is sent upstream; Model is set.
 	Request llm.Request
+	// Waited is how long the admission held the call in its queue before
+	// it could run; Admit sets it.
+	Waited time.Duration
 
 	svc      *Service
 	provider llm.Provider
@@ -261,6 +264,10 @@ func (c *Call) usage(res *Result) *ferry.Usage {
 	}
 	return u
 }
+
+// EstimatedInput is the call's request in estimated tokens: what a limit
+// counts before the upstream reports the real usage.
+func (c *Call) EstimatedInput() int { return estimateRequest(c.Request) }
 
 func estimateRequest(r llm.Request) int {
 	n := EstimateTokens(r.System)

@@ -33,6 +33,17 @@ type Config struct {
 	MaxBodyBytes    int64
 	MaxUploadBytes  int64
 	BodyReadTimeout time.Duration
+	// RateLimitRPM and RateLimitTPM are every user's model calls and
+	// tokens per minute unless an admin overrides them; zero: no limit.
+	// MaxConcurrent caps the model calls in flight on this instance (zero:
+	// no cap), MaxConcurrentPer per provider; over it calls wait in a
+	// queue of QueueSize for at most QueueTimeout.
+	RateLimitRPM     int64
+	RateLimitTPM     int64
+	MaxConcurrent    int
+	MaxConcurrentPer map[string]int
+	QueueSize        int
+	QueueTimeout     time.Duration
 	// IngestWorkers is how many documents an instance ingests at once;
 	// IngestMaxAttempts how many times a document's job runs before the
 	// document is marked failed.
@@ -126,6 +137,18 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return positive(&c.MaxBodyBytes, v) }},
 	{Env: "FERRY_MAX_UPLOAD_BYTES", Default: "33554432", Doc: "Largest upload accepted (POST /analyze/pdf: the whole form), refused with 413 from its Content-Length before it is read. Default 32 MiB, Anthropic's request limit.",
 		set: func(c *Config, v string) error { return positive(&c.MaxUploadBytes, v) }},
+	{Env: "FERRY_RATE_LIMIT_RPM", Default: "10", Doc: "Model calls per minute per user, on every endpoint that calls a model (sliding window; 429 with Retry-After and RateLimit headers over it); 0: no limit. An admin overrides it per user (PATCH /users/{id}: rate_limit_rpm); an API key can carry a smaller limit of its own. With REDIS_URL the count is shared exactly by every instance; should Redis stop answering, limits fail open to a count per instance (logged once) until it answers again.",
+		set: func(c *Config, v string) error { return nonNegativeInt64(&c.RateLimitRPM, v) }},
+	{Env: "FERRY_RATE_LIMIT_TPM", Default: "0", Doc: "Tokens per minute per user, counted from an estimate of the request when a call starts and corrected by the upstream's usage when it ends; 0: no limit. Overrides as for FERRY_RATE_LIMIT_RPM (rate_limit_tpm).",
+		set: func(c *Config, v string) error { return nonNegativeInt64(&c.RateLimitTPM, v) }},
+	{Env: "FERRY_MAX_CONCURRENT", Default: "64", Doc: "Most model calls in flight on this instance; more wait in a queue that serves users in turn. 0: no cap.",
+		set: func(c *Config, v string) error { return nonNegativeInt(&c.MaxConcurrent, v) }},
+	{Env: "FERRY_MAX_CONCURRENT_PER_PROVIDER", Default: "", Doc: "Caps per provider within FERRY_MAX_CONCURRENT, as ollama=2,anthropic=16. Empty: only the overall cap.",
+		set: func(c *Config, v string) error { return providerCaps(&c.MaxConcurrentPer, v) }},
+	{Env: "FERRY_QUEUE_SIZE", Default: "256", Doc: "Most model calls waiting for a slot on this instance; a call finding the queue full gets 503 with Retry-After. 0: none waits.",
+		set: func(c *Config, v string) error { return nonNegativeInt(&c.QueueSize, v) }},
+	{Env: "FERRY_QUEUE_TIMEOUT", Default: "30s", Doc: "Longest a model call waits in the queue before it gets 503 with Retry-After.",
+		set: func(c *Config, v string) error { return duration(&c.QueueTimeout, v) }},
 	{Env: "FERRY_INGEST_WORKERS", Default: "2", Doc: "How many documents this instance extracts, chunks and indexes at once (POST /collections/{name}/documents).",
 		set: func(c *Config, v string) error { return positiveInt(&c.IngestWorkers, v) }},
 	{Env: "FERRY_INGEST_MAX_ATTEMPTS", Default: "5", Doc: "How many times a document's ingestion job runs, with growing delays, before the document is marked failed with the reason.",
@@ -323,6 +346,43 @@ func fraction(dst *float64, v string) error {
 		return fmt.Errorf("want a number from 0 to 1")
 	}
 	*dst = f
+	return nil
+}
+
+func nonNegativeInt64(dst *int64, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a whole number, 0 or more")
+	}
+	*dst = n
+	return nil
+}
+
+func nonNegativeInt(dst *int, v string) error {
+	var n int64
+	if err := nonNegativeInt64(&n, v); err != nil {
+		return err
+	}
+	*dst = int(n)
+	return nil
+}
+
+// providerCaps reads "provider=N" pairs separated by commas.
+func providerCaps(dst *map[string]int, v string) error {
+	out := map[string]int{}
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		name, n, ok := strings.Cut(f, "=")
+		var cap int
+		if !ok || strings.TrimSpace(name) == "" || positiveInt(&cap, strings.TrimSpace(n)) != nil {
+			return fmt.Errorf("%q: want provider=N with N at least 1, as in ollama=2,anthropic=16", f)
+		}
+		out[strings.TrimSpace(name)] = cap
+	}
+	*dst = out
 	return nil
 }
 

@@ -45,6 +45,8 @@ func TestDefaults(t *testing.T) {
 
 		EmbedBatch:         64,
 		HybridVectorWeight: 0.1,
+
+		RateLimitRPM: 10, MaxConcurrent: 64, QueueSize: 256, QueueTimeout: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/eventlog"
+	"github.com/ferryhq/ferry/limit"
 )
 
 // Options are the HTTP settings NewServer needs.
@@ -157,7 +158,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = hex.EncodeToString(b)
 	}
 	w.Header().Set("X-Request-ID", id)
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, &requestInfo{id: id, start: start}))
+	sw := &statusWriter{ResponseWriter: w}
+	// A model call's admission notes the caller's rate limits in the
+	// report, and sw sets them as the response starts (see statusWriter).
+	r = r.WithContext(limit.WithReport(context.WithValue(r.Context(), requestIDKey, &requestInfo{id: id, start: start}), &sw.limits))
 	if r.Body != nil && r.Body != http.NoBody {
 		// The body must arrive in time. A slow client is cut off: with 408
 		// when a handler is reading, else the connection closes after the
@@ -169,7 +173,6 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// no allocation; httptest's recorder takes no deadline.
 		huma.SetReadDeadline(w, time.Now().Add(s.opts.BodyReadTimeout))
 	}
-	sw := &statusWriter{ResponseWriter: w}
 	var pattern string
 	defer func() {
 		if v := recover(); v != nil {
@@ -256,16 +259,21 @@ func RequestStart(ctx context.Context) (time.Time, bool) {
 }
 
 // statusWriter records the status written, for the access log. It keeps
-// http.ResponseController working through Unwrap.
+// http.ResponseController working through Unwrap. As the response starts,
+// it sets the RateLimit-Policy and RateLimit fields that the admission of a
+// model call noted in limits, whatever wrote the response: any wire
+// format, a stream or not, an answer or a refusal.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	limits limit.Report
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		w.rateLimitFields()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -273,6 +281,7 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+		w.rateLimitFields()
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
@@ -280,6 +289,14 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) rateLimitFields() {
+	if policy, state := w.limits.Fields(); policy != "" {
+		h := w.Header()
+		h.Set("RateLimit-Policy", policy)
+		h.Set("RateLimit", state)
+	}
+}
 
 // logRequest writes the request's access log line. It logs the path
 // without the query string, so nothing a client put in a URL (a key, an

@@ -193,9 +193,10 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	if err != nil {
 		return err
 	}
+	adm := admission(cfg, rdb, log)
 	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: cfg.SystemPrompt, ContextTokens: cfg.ContextTokens,
 		UpstreamTimeout: cfg.UpstreamTimeout, UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, Log: log,
-		Observers: callObservers(mx)})
+		Observers: callObservers(mx), Admit: admitHook(adm, mx)})
 
 	// Answers that a process which died (kill -9, a crash) left streaming
 	// are marked interrupted, now and while this one runs; those of other

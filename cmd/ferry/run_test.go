@@ -60,10 +60,13 @@ func (f fakeEnv) environment() environment {
 // testSecretKey is SECRET_KEY where a test sets one.
 const testSecretKey = "e2e-secret-key-canary-0123456789abcdef"
 
-// sqliteEnv is a fresh data directory, and no shutdown grace: no load
-// balancer watches these instances' /readyz, and most tests stop theirs.
+// sqliteEnv is a fresh data directory, no shutdown grace (no load
+// balancer watches these instances' /readyz, and most tests stop theirs)
+// and no rate limit.
 func sqliteEnv(t testing.TB) fakeEnv {
-	return fakeEnv{vars: map[string]string{"FERRY_DATA_DIR": t.TempDir(), "FERRY_SHUTDOWN_GRACE": "0s"}}
+	// Tests make more model calls a minute than the default limit allows;
+	// those about the limits set their own.
+	return fakeEnv{vars: map[string]string{"FERRY_DATA_DIR": t.TempDir(), "FERRY_SHUTDOWN_GRACE": "0s", "FERRY_RATE_LIMIT_RPM": "0"}}
 }
 
 // engineEnv returns the settings for a fresh database of the engine. On
