@@ -277,7 +277,9 @@ func (c *Cursor) Next(ctx context.Context) (Batch, error) {
 // Follow returns a cursor over the events after seq after of the answer
 // conversation convID is generating, or ended less than Linger ago. It
 // returns nil when there is none, or when the answer ended and no event
-// follows after. owner is the user whose conversation it is ("" when
+// follows after; after below 0 says the client has none of the answer's
+// events yet, and gets nil for an answer that ended, reading the
+// conversation instead, and else the events from the first. owner is the user whose conversation it is ("" when
 // there is no answer): the caller must not show another user's answer.
 func (l *Logs) Follow(ctx context.Context, convID string, after int64) (c *Cursor, owner string, err error) {
 	l.mu.Lock()
@@ -287,10 +289,10 @@ func (l *Logs) Follow(ctx context.Context, convID string, after int64) (c *Curso
 		a.mu.Lock()
 		_, last, done := a.read(after)
 		a.mu.Unlock()
-		if done && last <= after {
+		if done && (after < 0 || last <= after) {
 			return nil, a.userID, nil
 		}
-		return a.Cursor(after), a.userID, nil
+		return a.Cursor(max(after, 0)), a.userID, nil
 	}
 	if l.o.Redis == nil {
 		return nil, "", nil

@@ -95,10 +95,10 @@ func (l *Logs) followRemote(ctx context.Context, convID string, after int64) (*C
 	if err != nil {
 		return nil, "", err
 	}
-	if len(last) == 1 && last[0].Values["end"] != nil && seqOf(last[0].ID) <= after {
+	if len(last) == 1 && last[0].Values["end"] != nil && (after < 0 || seqOf(last[0].ID) <= after) {
 		return nil, owner, nil
 	}
-	return &Cursor{remote: &remote{rdb: l.o.Redis, key: key, convKey: l.convKey(convID)}, after: after}, owner, nil
+	return &Cursor{remote: &remote{rdb: l.o.Redis, key: key, convKey: l.convKey(convID)}, after: max(after, 0)}, owner, nil
 }
 
 // remote reads an answer's events from its Redis stream.

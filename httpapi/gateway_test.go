@@ -14,6 +14,7 @@ import (
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
 	"github.com/ferryhq/ferry/chat"
+	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/llm"
@@ -59,6 +60,7 @@ type gatewayOptions struct {
 	cors      []string          // httpapi.Options.CORSOrigins
 	pdf       httpapi.PDFReader // httpapi.Services.PDF
 	maxUpload int64             // httpapi.Options.MaxUploadBytes; zero: the default
+	logs      *eventlog.Logs    // httpapi.Services.Logs; nil: in memory
 }
 
 func newGateway(t *testing.T, opt gatewayOptions) *gateway {
@@ -109,7 +111,8 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: opt.maxBody, Draining: draining, Keepalive: opt.keepalive,
 		BodyReadTimeout: opt.bodyRead, CORSOrigins: opt.cors, MaxUploadBytes: opt.maxUpload},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: newChat(st, router, opt), LLM: router,
-			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc}), PDF: opt.pdf})
+			Ollama: ollama.New(ollama.Config{BaseURL: opt.ollamaURL, HTTPClient: hc}), PDF: opt.pdf,
+			Logs: opt.logs})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	// Cleanups run last first: the fake closes before Ferry does, ending

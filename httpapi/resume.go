@@ -188,8 +188,9 @@ func resumeOperation() huma.Operation {
 		Description: "The events of the answer that /ai/chat/stream, /analyze/pdf or /rag/query is generating in the conversation, " +
 			"on this instance or another, after Last-Event-ID (header, or the last_event_id query parameter): those missed, " +
 			"then the live ones, then done, as the request that started it streams them. An EventSource sends Last-Event-ID " +
-			"itself when it reconnects. 204 when nothing is being generated (an answer's log is kept a minute after its end, " +
-			"so a client that comes back late still gets the end).",
+			"itself when it reconnects. 204 when nothing is being generated: without Last-Event-ID, when no answer is being " +
+			"generated (GET /conversations/{id} holds the answers); with it, when none is or was in the last minute, or when " +
+			"nothing follows that event, so that a client that comes back late still gets the end.",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "An event stream.", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}},
 			"204": {Description: "Nothing is being generated in the conversation."},
@@ -205,7 +206,7 @@ func handleResumeStream(s *server) func(context.Context, *resumeInput) (*huma.St
 		if raw == "" {
 			field, raw = "last_event_id", in.LastEventQ
 		}
-		var after int64
+		after := int64(-1) // none of the answer's events yet
 		if raw != "" {
 			n, err := strconv.ParseInt(raw, 10, 64)
 			if err != nil || n < 0 {
