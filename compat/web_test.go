@@ -116,8 +116,14 @@ const answerDone = `document.querySelector("` + lastAnswer + `") && !document.qu
 // answer, a hostile answer that must not run, a PDF question, and a
 // collection's answer citing a page.
 func TestWebPage(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) { testWebPage(t, engine) })
+	}
+}
+
+func testWebPage(t *testing.T, engine string) {
+	g := newGateway(t, gatewayOptions{engine: engine}) // skips PostgreSQL without FERRY_TEST_DATABASE_URL
 	b := newBrowser(t)
-	g := newGateway(t, gatewayOptions{})
 	fake := g.fake
 	base := g.url
 	email, password := "web-user@example.com", "web-password-1"
