@@ -60,9 +60,14 @@ type postingList struct {
 type lexSet struct {
 	version collectionVersion
 	// ids are the collection's chunks, ascending; lens their lengths in
-	// terms, as chunk_terms.len has them.
-	ids   []int64
-	lens  []uint32
+	// terms, as chunk_terms.len has them; stamps their documents'
+	// updated_at, in microseconds: SQLite gives a new row the highest id
+	// plus one, so a document that replaces the newest one (by
+	// external_id, keeping its document id) gets its old chunks' ids, and
+	// only the stamp tells the new chunks from the old.
+	ids    []int64
+	lens   []uint32
+	stamps []int64
 	terms map[string]*postingList
 	bytes int64
 	used  time.Time
@@ -240,11 +245,11 @@ var errTFTooLarge = errors.New("a term occurs more than 65,535 times in one chun
 // loadPostings returns the collection's postings, reusing old's (nil:
 // none) for the chunks it holds that are still there.
 func (ix *Index) loadPostings(ctx context.Context, collID int64, old *lexSet) (*lexSet, error) {
-	ids, lens, err := ix.chunkLengths(ctx, collID)
+	ids, lens, stamps, err := ix.chunkLengths(ctx, collID)
 	if err != nil {
 		return nil, err
 	}
-	next := &lexSet{ids: ids, lens: lens}
+	next := &lexSet{ids: ids, lens: lens, stamps: stamps}
 	if old == nil {
 		old = &lexSet{}
 	}
@@ -260,10 +265,15 @@ func (ix *Index) loadPostings(ctx context.Context, collID int64, old *lexSet) (*
 			i++
 		}
 		if i < len(old.ids) && old.ids[i] == id {
-			remap[i] = int32(pos)
-			same = same && pos == i
+			if old.stamps[i] == stamps[pos] {
+				remap[i] = int32(pos)
+				same = same && pos == i
+				i++
+				continue
+			}
+			// The id of a chunk gone, given to a new one.
+			remap[i], same = -1, false
 			i++
-			continue
 		}
 		missing = append(missing, id)
 	}
@@ -309,7 +319,7 @@ func (ix *Index) loadPostings(ctx context.Context, collID int64, old *lexSet) (*
 	if err != nil {
 		return nil, err
 	}
-	next.bytes = int64(12 * len(next.ids))
+	next.bytes = int64(20 * len(next.ids))
 	for t, pl := range next.terms {
 		if owned[t] {
 			sortPostings(pl)
@@ -321,37 +331,39 @@ func (ix *Index) loadPostings(ctx context.Context, collID int64, old *lexSet) (*
 	return next, nil
 }
 
-// chunkLengths returns the ids of the collection's chunks, ascending, and
-// their lengths in terms.
-func (ix *Index) chunkLengths(ctx context.Context, collID int64) ([]int64, []uint32, error) {
-	rows, err := ix.st.Reader().QueryContext(ctx, `SELECT c.id, c.terms FROM chunks c JOIN documents d ON d.id = c.document_id
-		WHERE d.collection_id = $1`, collID)
+// chunkLengths returns the ids of the collection's chunks, ascending,
+// their lengths in terms and their documents' updated_at (see
+// lexSet.stamps).
+func (ix *Index) chunkLengths(ctx context.Context, collID int64) (ids []int64, lens []uint32, stamps []int64, err error) {
+	rows, err := ix.st.Reader().QueryContext(ctx, `SELECT c.id, c.terms, d.updated_at FROM chunks c
+		JOIN documents d ON d.id = c.document_id WHERE d.collection_id = $1`, collID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("search: read chunk ids: %w", err)
+		return nil, nil, nil, fmt.Errorf("search: read chunk ids: %w", err)
 	}
 	defer rows.Close()
 	type chunkLen struct {
-		id  int64
-		len uint32
+		id, stamp int64
+		len       uint32
 	}
 	var all []chunkLen
 	for rows.Next() {
 		var c chunkLen
-		if err := rows.Scan(&c.id, &c.len); err != nil {
-			return nil, nil, fmt.Errorf("search: read chunk ids: %w", err)
+		var at time.Time
+		if err := rows.Scan(&c.id, &c.len, &at); err != nil {
+			return nil, nil, nil, fmt.Errorf("search: read chunk ids: %w", err)
 		}
+		c.stamp = at.UnixMicro()
 		all = append(all, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("search: read chunk ids: %w", err)
+		return nil, nil, nil, fmt.Errorf("search: read chunk ids: %w", err)
 	}
 	slices.SortFunc(all, func(a, b chunkLen) int { return cmp.Compare(a.id, b.id) })
-	ids := make([]int64, len(all))
-	lens := make([]uint32, len(all))
+	ids, lens, stamps = make([]int64, len(all)), make([]uint32, len(all)), make([]int64, len(all))
 	for i, c := range all {
-		ids[i], lens[i] = c.id, c.len
+		ids[i], lens[i], stamps[i] = c.id, c.len, c.stamp
 	}
-	return ids, lens, nil
+	return ids, lens, stamps, nil
 }
 
 // readPostings adds to s the postings that query selects as (chunk_id,
