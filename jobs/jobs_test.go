@@ -348,6 +348,41 @@ func TestDisabledUserJobFails(t *testing.T) {
 	})
 }
 
+func TestRevokedAPIKeyJobFails(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		submitter := e.instance(t, false, chat.Options{})
+		p := submitter.user(t, "ann")
+		ctx := context.Background()
+		for _, id := range []string{"k-kept", "k-revoked"} {
+			if err := submitter.st.CreateAPIKey(ctx, &ferry.APIKey{ID: id, UserID: p.User.ID, Name: id, Prefix: id, Hash: "h-" + id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kept, err := submitter.jobs.Submit(ctx, &ferry.Principal{User: p.User, APIKeyID: "k-kept"}, chat.Request{Message: "hi", Model: model})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revoked, err := submitter.jobs.Submit(ctx, &ferry.Principal{User: p.User, APIKeyID: "k-revoked"}, chat.Request{Message: "hi", Model: model})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := submitter.st.DeleteAPIKey(ctx, p.User.ID, "k-revoked"); err != nil {
+			t.Fatal(err)
+		}
+		runner := e.instance(t, true, chat.Options{})
+		if got := runner.wait(t, p.User.ID, kept.ID, 20*time.Second, final); got.State != Succeeded {
+			t.Fatalf("job of a live key = %+v", got)
+		}
+		got := runner.wait(t, p.User.ID, revoked.ID, 20*time.Second, final)
+		if got.State != Failed || got.Error == nil || got.Error.Code != ferry.Unauthorized || !strings.Contains(got.Error.Message, "API key") {
+			t.Fatalf("job of a revoked key = %+v (%v)", got, got.Error)
+		}
+		if n := len(e.fake.Requests()); n != 1 {
+			t.Fatalf("upstream asked %d times, want 1 (the live key's job)", n)
+		}
+	})
+}
+
 // refuse is an admission hook that refuses the first n calls with a rate
 // limit of one second.
 func refuse(n int32) (chat.Admit, *atomic.Int32) {
@@ -367,10 +402,8 @@ func TestRateLimitedJobWaitsItsTurn(t *testing.T) {
 		in := e.instance(t, true, chat.Options{Admit: admit})
 		p := in.user(t, "ann")
 		j := in.submit(t, p, "hi")
-		in.wait(t, p.User.ID, j.ID, 2*time.Second, func(*Job) bool { return calls.Load() >= 1 })
-		if got, _ := in.jobs.Get(context.Background(), p.User.ID, j.ID); got.State != Queued {
-			t.Fatalf("refused job = %+v, want queued again", got)
-		}
+		// Refused: back to queued, not failed.
+		in.wait(t, p.User.ID, j.ID, 5*time.Second, func(j *Job) bool { return calls.Load() >= 1 && j.State == Queued })
 		got := in.wait(t, p.User.ID, j.ID, 20*time.Second, final)
 		if got.State != Succeeded || got.Answer != "late" || calls.Load() != 3 {
 			t.Fatalf("job = %+v after %d admissions, want succeeded on the third", got, calls.Load())
