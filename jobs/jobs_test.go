@@ -31,8 +31,10 @@ import (
 const model = "claude-sonnet-4-6"
 
 // testOptions are fast heartbeats, so that cancellations across instances
-// and dead runners show within a test's patience.
-var testOptions = Options{Heartbeat: 50 * time.Millisecond, StaleAfter: 600 * time.Millisecond}
+// and dead runners show within a test's patience; StaleAfter leaves room
+// for a loaded machine (and the race detector) to delay a heartbeat's
+// write, which would otherwise take a live job for dead.
+var testOptions = Options{Heartbeat: 100 * time.Millisecond, StaleAfter: 3 * time.Second}
 
 // instance is one Ferry process's worth of services on a database.
 type instance struct {
@@ -490,8 +492,13 @@ func TestKilledRunner(t *testing.T) {
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
 		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-		front.wait(t, p.User.ID, j.ID, 30*time.Second, func(j *Job) bool { return j.State == Running && j.MessageID != "" })
-		waitFor(t, "the answer to stream", func() bool { r := e.fake.Last(); return r != nil && r.DeltasSent() > 20 })
+		running := front.wait(t, p.User.ID, j.ID, 30*time.Second, func(j *Job) bool { return j.State == Running && j.MessageID != "" })
+		// Killed once part of the answer is saved, as it is every
+		// SaveInterval while it streams.
+		waitFor(t, "part of the answer to be saved", func() bool {
+			_, msgs, err := front.chat.Conversation(context.Background(), p.User.ID, running.ConversationID)
+			return err == nil && len(msgs) == 2 && strings.HasPrefix(msgs[1].Content, "tok0 tok1 ")
+		})
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
