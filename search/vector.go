@@ -123,7 +123,11 @@ type vectorSet struct {
 	dim     int
 	ids     []int64
 	data    []float32
-	used    time.Time
+	// stamps are the chunks' documents' updated_at, in microseconds: a
+	// chunk id that SQLite gave again to a new chunk (see lexSet.stamps)
+	// comes with a new stamp.
+	stamps []int64
+	used   time.Time
 }
 
 // vectorCache holds the vectors of the collections searched on this
@@ -199,10 +203,10 @@ func (vc *vectorCache) get(ctx context.Context, collID int64, v collectionVersio
 // none) for the chunks still there.
 func (ix *Index) loadVectors(ctx context.Context, collID int64, old *vectorSet) (*vectorSet, error) {
 	if old == nil || len(old.ids) == 0 {
-		return ix.readVectors(ctx, `SELECT c.id, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id
+		return ix.readVectors(ctx, `SELECT c.id, c.embedding, d.updated_at FROM chunks c JOIN documents d ON d.id = c.document_id
 			WHERE d.collection_id = $1 AND c.embedding IS NOT NULL ORDER BY c.id`, collID)
 	}
-	ids, err := ix.vectorIDs(ctx, collID)
+	ids, stamps, err := ix.vectorIDs(ctx, collID)
 	if err != nil {
 		return nil, err
 	}
@@ -212,9 +216,10 @@ func (ix *Index) loadVectors(ctx context.Context, collID int64, old *vectorSet) 
 	}
 	next := &vectorSet{dim: old.dim, ids: make([]int64, 0, len(ids)), data: make([]float32, 0, len(ids)*old.dim)}
 	var missing []int64
-	for _, id := range ids {
-		if i, ok := held[id]; ok {
+	for k, id := range ids {
+		if i, ok := held[id]; ok && old.stamps[i] == stamps[k] {
 			next.ids = append(next.ids, id)
+			next.stamps = append(next.stamps, stamps[k])
 			next.data = append(next.data, old.data[i*old.dim:(i+1)*old.dim]...)
 		} else {
 			missing = append(missing, id)
@@ -228,8 +233,8 @@ func (ix *Index) loadVectors(ctx context.Context, collID int64, old *vectorSet) 
 			marks[i] = fmt.Sprintf("$%d", i+1)
 			args[i] = id
 		}
-		add, err := ix.readVectors(ctx, `SELECT id, embedding FROM chunks WHERE embedding IS NOT NULL AND id IN (`+
-			strings.Join(marks, ", ")+`)`, args...)
+		add, err := ix.readVectors(ctx, `SELECT c.id, c.embedding, d.updated_at FROM chunks c JOIN documents d ON d.id = c.document_id
+			WHERE c.embedding IS NOT NULL AND c.id IN (`+strings.Join(marks, ", ")+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -249,33 +254,35 @@ func (s *vectorSet) merge(add *vectorSet) {
 		return
 	}
 	s.ids = append(s.ids, add.ids...)
+	s.stamps = append(s.stamps, add.stamps...)
 	s.data = append(s.data, add.data...)
 }
 
 // vectorIDs returns the ids of the collection's chunks that have an
-// embedding.
-func (ix *Index) vectorIDs(ctx context.Context, collID int64) ([]int64, error) {
-	rows, err := ix.st.Reader().QueryContext(ctx, `SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
+// embedding, and their stamps (see vectorSet.stamps).
+func (ix *Index) vectorIDs(ctx context.Context, collID int64) (ids, stamps []int64, err error) {
+	rows, err := ix.st.Reader().QueryContext(ctx, `SELECT c.id, d.updated_at FROM chunks c JOIN documents d ON d.id = c.document_id
 		WHERE d.collection_id = $1 AND c.embedding IS NOT NULL`, collID)
 	if err != nil {
-		return nil, fmt.Errorf("search: read vector ids: %w", err)
+		return nil, nil, fmt.Errorf("search: read vector ids: %w", err)
 	}
 	defer rows.Close()
-	var ids []int64
 	for rows.Next() {
 		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("search: read vector ids: %w", err)
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, nil, fmt.Errorf("search: read vector ids: %w", err)
 		}
-		ids = append(ids, id)
+		ids, stamps = append(ids, id), append(stamps, at.UnixMicro())
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search: read vector ids: %w", err)
+		return nil, nil, fmt.Errorf("search: read vector ids: %w", err)
 	}
-	return ids, nil
+	return ids, stamps, nil
 }
 
-// readVectors runs query, which selects (id, embedding) rows, and returns
+// readVectors runs query, which selects (id, embedding, document's
+// updated_at) rows, and returns
 // them as a vectorSet of the first row's dimension; rows of another are
 // left out.
 func (ix *Index) readVectors(ctx context.Context, query string, args ...any) (*vectorSet, error) {
@@ -288,7 +295,8 @@ func (ix *Index) readVectors(ctx context.Context, query string, args ...any) (*v
 	var raw []byte
 	for rows.Next() {
 		var id int64
-		if err := rows.Scan(&id, &raw); err != nil {
+		var at time.Time
+		if err := rows.Scan(&id, &raw, &at); err != nil {
 			return nil, fmt.Errorf("search: read vectors: %w", err)
 		}
 		if len(raw) == 0 || len(raw)%4 != 0 || (s.dim != 0 && len(raw)/4 != s.dim) {
@@ -297,10 +305,11 @@ func (ix *Index) readVectors(ctx context.Context, query string, args ...any) (*v
 		if s.dim == 0 {
 			s.dim = len(raw) / 4
 		}
-		at := len(s.data)
+		n := len(s.data)
 		s.data, _ = DecodeVector(s.data, raw)
-		normalize(s.data[at:])
+		normalize(s.data[n:])
 		s.ids = append(s.ids, id)
+		s.stamps = append(s.stamps, at.UnixMicro())
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("search: read vectors: %w", err)

@@ -353,3 +353,23 @@ func TestVectorNearest(t *testing.T) {
 		t.Fatalf("a query of another dimension found %v", got)
 	}
 }
+
+// TestVectorReusedChunkID checks that an instance's vectors follow a
+// document that replaces the newest one by external_id: on SQLite its new
+// chunks take the old chunks' ids, and must not keep their vectors.
+func TestVectorReusedChunkID(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		emb, _ := embedder(t, synonyms)
+		r := NewRetriever(New(st), emb, DefaultFusion, nil)
+		u := newUser(t, st, "ann")
+		addEmbedded(t, r, u, "default", Document{Title: "Traffic"}, "Cars queue at the lights.")
+		addEmbedded(t, r, u, "default", Document{Title: "Pets", ExternalID: "pets"}, "Cats sleep most of the day.")
+		find(t, r, u, "kitten", ModeVector) // loads the vectors
+		addEmbedded(t, r, u, "default", Document{Title: "Pets", ExternalID: "pets"}, "Automobile repairs at noon.")
+		for _, h := range find(t, r, u, "kitten", ModeVector) {
+			if strings.Contains(h.Text, "Automobile") && h.Score > 0.5 {
+				t.Fatalf("the new chunk scored %.2f for kitten: it kept the replaced chunk's vector", h.Score)
+			}
+		}
+	})
+}
