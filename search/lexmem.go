@@ -68,9 +68,9 @@ type lexSet struct {
 	ids    []int64
 	lens   []uint32
 	stamps []int64
-	terms map[string]*postingList
-	bytes int64
-	used  time.Time
+	terms  map[string]*postingList
+	bytes  int64
+	used   time.Time
 }
 
 // lexCache holds the in-memory postings of the collections searched on
