@@ -188,6 +188,35 @@ func testWebPage(t *testing.T, engine string) {
 		}
 	})
 
+	// markdown.js builds these nodes, and no others, from Markdown.
+	t.Run("markdown renderer", func(t *testing.T) {
+		b.screenshotOnFailure(t)
+		cases := [][2]string{
+			{"[a](https://example.com/x?q=1&r=2)", `<p><a href="https://example.com/x?q=1&amp;r=2" rel="noopener noreferrer nofollow" target="_blank">a</a></p>`},
+			{"[a](javascript:alert(1))", `<p>a (javascript:alert(1))</p>`},
+			{"see https://example.com/a.", `<p>see <a href="https://example.com/a" rel="noopener noreferrer nofollow" target="_blank">https://example.com/a</a>.</p>`},
+			{"| a | b |\n|---|---|\n| 1 | `2` |", `<div class="table-wrap"><table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td><code>2</code></td></tr></tbody></table></div>`},
+			{"1. x\n2. y", `<ol><li>x</li><li>y</li></ol>`},
+			{"- a\n  - b", `<ul><li><p>a</p><ul><li>b</li></ul></li></ul>`},
+			{"# T\n> q *e* snake_case_name", `<h3>T</h3><blockquote><p>q <em>e</em> snake_case_name</p></blockquote>`},
+			{"```\nunclosed <b>", `<pre><code>unclosed &lt;b&gt;</code></pre>`},
+			{"a\\*b\\* ~~c~~", `<p>a*b* <del>c</del></p>`},
+		}
+		for _, c := range cases {
+			in, _ := json.Marshal(c[0])
+			var got string
+			b.eval(t, `(async () => {
+				const src = document.querySelector("script[type=module]").src.replace(/app\.js$/, "markdown.js");
+				const { render } = await import(src);
+				const div = document.createElement("div");
+				div.append(render(`+string(in)+`));
+				return div.innerHTML; })()`, &got)
+			if got != c[1] {
+				t.Errorf("%q rendered\n%s\nwant\n%s", c[0], got, c[1])
+			}
+		}
+	})
+
 	t.Run("chat streams Markdown", func(t *testing.T) {
 		b.screenshotOnFailure(t)
 		fake.SetScript(llmtest.Script{Deltas: []string{"Hello, ", "**wor", "ld**", "\n\n```go\nfmt.Println(", "\"hi\")\n```\n", "- one\n- two"},
