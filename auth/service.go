@@ -341,7 +341,7 @@ func (s *Service) authenticateKey(ctx context.Context, secret string) (*ferry.Pr
 			return nil, err
 		}
 	}
-	p = &ferry.Principal{User: u, APIKeyID: k.ID}
+	p = &ferry.Principal{User: u, APIKeyID: k.ID, KeyLimits: k.Limits}
 	// A cached key is not checked again: its entry must not outlive it.
 	var notAfter time.Time
 	if k.ExpiresAt != nil {
@@ -354,6 +354,19 @@ func (s *Service) authenticateKey(ctx context.Context, secret string) (*ferry.Pr
 // CreateAPIKey makes a key for the user and returns it with its secret,
 // which is never shown again. A past expiresAt is Invalid.
 func (s *Service) CreateAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time) (*ferry.APIKey, string, error) {
+	return s.CreateLimitedAPIKey(ctx, userID, name, expiresAt, ferry.Limits{})
+}
+
+// CreateLimitedAPIKey is CreateAPIKey for a key with rate limits of its own,
+// which narrow its user's for the calls made with it. A negative limit is
+// Invalid: a key cannot widen its user's.
+func (s *Service) CreateLimitedAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time, limits ferry.Limits) (*ferry.APIKey, string, error) {
+	if limits.RPM < 0 {
+		return nil, "", ferry.InvalidField("rate_limit_rpm", "at least 0")
+	}
+	if limits.TPM < 0 {
+		return nil, "", ferry.InvalidField("rate_limit_tpm", "at least 0")
+	}
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 100 {
 		return nil, "", ferry.InvalidField("name", "between 1 and 100 characters")
@@ -362,7 +375,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, userID, name string, expires
 		return nil, "", ferry.InvalidField("expires_at", "must be in the future")
 	}
 	secret, prefix := NewAPIKey()
-	k := &ferry.APIKey{ID: NewID(), UserID: userID, Name: name, Prefix: prefix, Hash: HashSecret(secret), ExpiresAt: expiresAt}
+	k := &ferry.APIKey{ID: NewID(), UserID: userID, Name: name, Prefix: prefix, Hash: HashSecret(secret), ExpiresAt: expiresAt, Limits: limits}
 	if err := s.store.CreateAPIKey(ctx, k); err != nil {
 		return nil, "", err
 	}

@@ -15,6 +15,11 @@ type UserChange struct {
 	CurrentPassword string  // required with Password when users change their own
 	Role            *ferry.Role
 	Disabled        *bool
+	// RateLimitRPM and RateLimitTPM override the default rate limits (0:
+	// the default again; -1: no limit). Only an admin's change may set
+	// them.
+	RateLimitRPM *int64
+	RateLimitTPM *int64
 }
 
 // UpdateSelf applies a user's change to their own account. Changing the
@@ -104,6 +109,19 @@ func (s *Service) apply(ctx context.Context, u *ferry.User, ch UserChange) error
 	}
 	if ch.Disabled != nil {
 		u.Disabled = *ch.Disabled
+	}
+	for _, l := range []struct {
+		field string
+		v     *int64
+		dst   *int64
+	}{{"rate_limit_rpm", ch.RateLimitRPM, &u.Limits.RPM}, {"rate_limit_tpm", ch.RateLimitTPM, &u.Limits.TPM}} {
+		if l.v == nil {
+			continue
+		}
+		if *l.v < -1 {
+			return ferry.InvalidField(l.field, "a number of at least 1, or 0 for the default, or -1 for no limit")
+		}
+		*l.dst = *l.v
 	}
 	return s.store.UpdateUser(ctx, u)
 }

@@ -99,10 +99,15 @@ type userBody struct {
 	Disabled  bool       `json:"disabled"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	// An admin's override of FERRY_RATE_LIMIT_RPM and _TPM; absent: the
+	// defaults apply.
+	RateLimitRPM int64 `json:"rate_limit_rpm,omitempty" doc:"Model calls a minute allowed to this user, overriding FERRY_RATE_LIMIT_RPM; -1: no limit."`
+	RateLimitTPM int64 `json:"rate_limit_tpm,omitempty" doc:"Tokens a minute allowed to this user, overriding FERRY_RATE_LIMIT_TPM; -1: no limit."`
 }
 
 func newUserBody(u *ferry.User) userBody {
-	return userBody{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+	return userBody{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		RateLimitRPM: u.Limits.RPM, RateLimitTPM: u.Limits.TPM}
 }
 
 type userOutput struct{ Body userBody }
@@ -251,16 +256,24 @@ type apiKeyBody struct {
 	ExpiresAt  *time.Time `json:"expires_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
 	Key        string     `json:"key,omitempty" doc:"The secret. Shown only in the answer to its creation."`
+	// The key's own limits, within its user's.
+	RateLimitRPM int64 `json:"rate_limit_rpm,omitempty"`
+	RateLimitTPM int64 `json:"rate_limit_tpm,omitempty"`
 }
 
 func newAPIKeyBody(k *ferry.APIKey) apiKeyBody {
-	return apiKeyBody{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, LastUsedAt: k.LastUsedAt}
+	return apiKeyBody{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, LastUsedAt: k.LastUsedAt,
+		RateLimitRPM: k.Limits.RPM, RateLimitTPM: k.Limits.TPM}
 }
 
 type createAPIKeyInput struct {
 	Body struct {
 		Name      string     `json:"name" minLength:"1" maxLength:"100"`
 		ExpiresAt *time.Time `json:"expires_at,omitempty" doc:"When the key stops working; never if absent."`
+		// A script's share of its user's budget: calls with the key count
+		// against both.
+		RateLimitRPM int64 `json:"rate_limit_rpm,omitempty" minimum:"0" doc:"Model calls a minute allowed with this key, within its user's limit; absent or 0: only the user's limit."`
+		RateLimitTPM int64 `json:"rate_limit_tpm,omitempty" minimum:"0" doc:"Tokens a minute allowed with this key, within its user's limit; absent or 0: only the user's limit."`
 	}
 }
 
@@ -268,7 +281,8 @@ type apiKeyOutput struct{ Body apiKeyBody }
 
 func handleCreateAPIKey(a *auth.Service) func(context.Context, *createAPIKeyInput) (*apiKeyOutput, error) {
 	return func(ctx context.Context, in *createAPIKeyInput) (*apiKeyOutput, error) {
-		k, secret, err := a.CreateAPIKey(ctx, principal(ctx).User.ID, in.Body.Name, in.Body.ExpiresAt)
+		k, secret, err := a.CreateLimitedAPIKey(ctx, principal(ctx).User.ID, in.Body.Name, in.Body.ExpiresAt,
+			ferry.Limits{RPM: in.Body.RateLimitRPM, TPM: in.Body.RateLimitTPM})
 		if err != nil {
 			return nil, err
 		}

@@ -98,7 +98,7 @@ func addRoutes(s *server, mux *http.ServeMux) {
 	register(s, huma.Operation{OperationID: "get-user", Method: "GET", Path: "/users/{id}", Tags: []string{"admin"},
 		Summary: "Get a user (admin)"}, admin(handleGetUser(a)))
 	register(s, huma.Operation{OperationID: "update-user", Method: "PATCH", Path: "/users/{id}", Tags: []string{"admin"},
-		Summary: "Change a user's name, role or disabled flag (admin)"}, admin(handleUpdateUser(a, s.revokeUser)))
+		Summary: "Change a user's name, role, disabled flag or rate limits (admin)"}, admin(handleUpdateUser(a, s.revokeUser)))
 	register(s, huma.Operation{OperationID: "delete-user", Method: "DELETE", Path: "/users/{id}", Tags: []string{"admin"},
 		Summary: "Delete a user (admin)", DefaultStatus: http.StatusNoContent}, admin(handleDeleteUser(a, s.revokeUser)))
 	register(s, huma.Operation{OperationID: "unblock-user", Method: "POST", Path: "/users/{id}/unblock", Tags: []string{"admin"},

@@ -91,12 +91,16 @@ type updateUserInput struct {
 		Name     *string     `json:"name,omitempty" maxLength:"200"`
 		Role     *ferry.Role `json:"role,omitempty" enum:"user,admin"`
 		Disabled *bool       `json:"disabled,omitempty" doc:"A disabled user's tokens and keys stop working at once."`
+		// Rate limit overrides (issue 10).
+		RateLimitRPM *int64 `json:"rate_limit_rpm,omitempty" minimum:"-1" doc:"Model calls a minute for this user in place of FERRY_RATE_LIMIT_RPM; 0: the default again; -1: no limit."`
+		RateLimitTPM *int64 `json:"rate_limit_tpm,omitempty" minimum:"-1" doc:"Tokens a minute for this user in place of FERRY_RATE_LIMIT_TPM; 0: the default again; -1: no limit."`
 	}
 }
 
 func handleUpdateUser(a *auth.Service, revoke func(userID string)) func(context.Context, *updateUserInput) (*userOutput, error) {
 	return func(ctx context.Context, in *updateUserInput) (*userOutput, error) {
-		u, err := a.UpdateUser(ctx, in.ID, auth.UserChange{Name: in.Body.Name, Role: in.Body.Role, Disabled: in.Body.Disabled})
+		u, err := a.UpdateUser(ctx, in.ID, auth.UserChange{Name: in.Body.Name, Role: in.Body.Role, Disabled: in.Body.Disabled,
+			RateLimitRPM: in.Body.RateLimitRPM, RateLimitTPM: in.Body.RateLimitTPM})
 		if err != nil {
 			return nil, err
 		}

@@ -8,11 +8,11 @@ import (
 	"github.com/ferryhq/ferry"
 )
 
-const keyColumns = "id, user_id, name, prefix, hash, created_at, expires_at, last_used_at"
+const keyColumns = "id, user_id, name, prefix, hash, created_at, expires_at, last_used_at, rate_limit_rpm, rate_limit_tpm"
 
 func scanKey(row scanner) (*ferry.APIKey, error) {
 	var k ferry.APIKey
-	if err := row.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt); err != nil {
+	if err := row.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt, &k.Limits.RPM, &k.Limits.TPM); err != nil {
 		return nil, err
 	}
 	return &k, nil
@@ -21,8 +21,8 @@ func scanKey(row scanner) (*ferry.APIKey, error) {
 // CreateAPIKey stores k, setting CreatedAt.
 func (s *Store) CreateAPIKey(ctx context.Context, k *ferry.APIKey) error {
 	k.CreatedAt = time.Now().UTC()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		k.ID, k.UserID, k.Name, k.Prefix, k.Hash, k.CreatedAt, k.ExpiresAt, k.LastUsedAt)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		k.ID, k.UserID, k.Name, k.Prefix, k.Hash, k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.Limits.RPM, k.Limits.TPM)
 	return err
 }
 
@@ -57,8 +57,8 @@ func (s *Store) APIKeyUser(ctx context.Context, hash string) (*ferry.APIKey, *fe
 	var k ferry.APIKey
 	var u ferry.User
 	err := s.rdb.QueryRowContext(ctx, apiKeyUserQuery, hash).
-		Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt,
-			&u.ID, &u.Email, &u.Name, &u.PasswordHash, &u.Role, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
+		Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt, &k.Limits.RPM, &k.Limits.TPM,
+			&u.ID, &u.Email, &u.Name, &u.PasswordHash, &u.Role, &u.Disabled, &u.CreatedAt, &u.UpdatedAt, &u.Limits.RPM, &u.Limits.TPM)
 	if err != nil {
 		return nil, nil, notFound(err, "API key")
 	}

@@ -96,7 +96,7 @@ func (s *Store) SessionUser(ctx context.Context, id string, now time.Time) (*fer
 	var u ferry.User
 	err := s.rdb.QueryRowContext(ctx, sessionUserQuery, id).
 		Scan(&sess.ID, &sess.UserID, &sess.CreatedAt, &sess.ExpiresAt, &sess.RevokedAt,
-			&u.ID, &u.Email, &u.Name, &u.PasswordHash, &u.Role, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
+			&u.ID, &u.Email, &u.Name, &u.PasswordHash, &u.Role, &u.Disabled, &u.CreatedAt, &u.UpdatedAt, &u.Limits.RPM, &u.Limits.TPM)
 	if err == sql.ErrNoRows || (err == nil && (sess.RevokedAt != nil || !now.Before(sess.ExpiresAt))) {
 		return nil, nil, ferry.Errorf(ferry.Unauthorized, "session has ended; sign in again")
 	}

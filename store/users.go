@@ -8,13 +8,13 @@ import (
 	"github.com/ferryhq/ferry"
 )
 
-const userColumns = "id, email, name, password_hash, role, disabled, created_at, updated_at"
+const userColumns = "id, email, name, password_hash, role, disabled, created_at, updated_at, rate_limit_rpm, rate_limit_tpm"
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanUser(row scanner) (*ferry.User, error) {
 	var u ferry.User
-	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.PasswordHash, &u.Role, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.PasswordHash, &u.Role, &u.Disabled, &u.CreatedAt, &u.UpdatedAt, &u.Limits.RPM, &u.Limits.TPM)
 	if err != nil {
 		return nil, err
 	}
@@ -26,8 +26,8 @@ func scanUser(row scanner) (*ferry.User, error) {
 func (s *Store) CreateUser(ctx context.Context, u *ferry.User) error {
 	now := time.Now().UTC()
 	u.CreatedAt, u.UpdatedAt = now, now
-	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		u.ID, u.Email, u.Name, u.PasswordHash, u.Role, u.Disabled, u.CreatedAt, u.UpdatedAt)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		u.ID, u.Email, u.Name, u.PasswordHash, u.Role, u.Disabled, u.CreatedAt, u.UpdatedAt, u.Limits.RPM, u.Limits.TPM)
 	if isUnique(err) {
 		return ferry.Errorf(ferry.Conflict, "a user with this email already exists")
 	}
@@ -77,12 +77,13 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*ferry.User, int
 	return users, total, rows.Err()
 }
 
-// UpdateUser saves u's name, password hash, role and disabled flag, and sets
-// UpdatedAt. A user that does not exist is NotFound.
+// UpdateUser saves u's name, password hash, role, disabled flag and rate
+// limits, and sets UpdatedAt. A user that does not exist is NotFound.
 func (s *Store) UpdateUser(ctx context.Context, u *ferry.User) error {
 	u.UpdatedAt = time.Now().UTC()
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, role = $3, disabled = $4, updated_at = $5
-		WHERE id = $6`, u.Name, u.PasswordHash, u.Role, u.Disabled, u.UpdatedAt, u.ID)
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, role = $3, disabled = $4, updated_at = $5,
+		rate_limit_rpm = $7, rate_limit_tpm = $8
+		WHERE id = $6`, u.Name, u.PasswordHash, u.Role, u.Disabled, u.UpdatedAt, u.ID, u.Limits.RPM, u.Limits.TPM)
 	return affected(res, err, "user")
 }
 

@@ -202,3 +202,87 @@ func TestQueueRefusals(t *testing.T) {
 		t.Errorf("queue timeout body %s, want a problem with status 503", r.body)
 	}
 }
+
+// TestRateLimitOverrides: an admin's override replaces the default for one
+// user (and -1 lifts it), and an API key's own limit narrows its user's for
+// the calls made with it.
+func TestRateLimitOverrides(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			if engine == "postgres" && (os.Getenv("FERRY_TEST_DATABASE_URL") == "" || os.Getenv("FERRY_TEST_REDIS_URL") == "") {
+				t.Skip("FERRY_TEST_DATABASE_URL and FERRY_TEST_REDIS_URL not both set")
+			}
+			fake := llmtest.Start(t)
+			fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(3)})
+			env := withFake(engineEnv(t, engine), fake)
+			env.vars["FERRY_RATE_LIMIT_RPM"] = "3"
+			env.vars["FERRY_ADMIN_EMAIL"] = "root@example.com"
+			env.vars["FERRY_ADMIN_PASSWORD"] = "root password"
+			in := start(t, env)
+			admin, _ := in.login(t, "root@example.com", "root password")
+			ctx := context.Background()
+			body := chatBody("/ai/chat", "claude-sonnet-4-6")
+			calls := func(bearer string, n int) (last limitedResponse) {
+				t.Helper()
+				for i := range n {
+					last = in.do(t, ctx, "/ai/chat", bearer, body)
+					if last.status != http.StatusOK {
+						t.Fatalf("call %d of %d: %d %s", i+1, n, last.status, last.body)
+					}
+				}
+				return last
+			}
+
+			// One user gets 5 a minute instead of 3.
+			more, _ := in.signUp(t, "more@example.com", "password123")
+			me := in.must(t, http.StatusOK, "GET", "/users/me", more, nil)
+			u := in.must(t, http.StatusOK, "PATCH", "/users/"+me["id"].(string), admin, map[string]any{"rate_limit_rpm": 5})
+			if u["rate_limit_rpm"] != float64(5) {
+				t.Errorf("PATCH answered %v, want rate_limit_rpm 5", u)
+			}
+			if r := calls(more, 5); r.header.Get("RateLimit-Policy") != `"calls";q=5;w=60` {
+				t.Errorf("overridden user's policy %q", r.header.Get("RateLimit-Policy"))
+			}
+			if r := in.do(t, ctx, "/ai/chat", more, body); r.status != http.StatusTooManyRequests {
+				t.Errorf("6th call of 5: %d", r.status)
+			}
+			// Others keep the default.
+			other, _ := in.signUp(t, "other@example.com", "password123")
+			calls(other, 3)
+			if r := in.do(t, ctx, "/ai/chat", other, body); r.status != http.StatusTooManyRequests {
+				t.Errorf("another user's 4th call of 3: %d", r.status)
+			}
+			// -1 lifts the limit.
+			in.must(t, http.StatusOK, "PATCH", "/users/"+me["id"].(string), admin, map[string]any{"rate_limit_rpm": -1})
+			if r := calls(more, 2); r.header.Get("RateLimit") != "" {
+				t.Errorf("unlimited user still told of a limit: %q", r.header.Get("RateLimit"))
+			}
+			// Only an admin sets it; a key cannot widen it.
+			if s, _ := in.call(t, "PATCH", "/users/"+me["id"].(string), more, map[string]any{"rate_limit_rpm": 1000}); s != http.StatusForbidden {
+				t.Errorf("a user setting their own limit: %d, want 403", s)
+			}
+
+			// A key with 1 call a minute, for a user with the default 3.
+			scripted, _ := in.signUp(t, "scripted@example.com", "password123")
+			if s, m := in.call(t, "POST", "/auth/api-keys", scripted, map[string]any{"name": "wide", "rate_limit_rpm": -5}); s != http.StatusUnprocessableEntity && s != http.StatusBadRequest {
+				t.Errorf("a negative key limit: %d %v, want refused", s, m)
+			}
+			k := in.must(t, http.StatusCreated, "POST", "/auth/api-keys", scripted, map[string]any{"name": "cron", "rate_limit_rpm": 1})
+			if k["rate_limit_rpm"] != float64(1) {
+				t.Errorf("key answered %v, want rate_limit_rpm 1", k)
+			}
+			key := k["key"].(string)
+			if r := calls(key, 1); r.header.Get("RateLimit-Policy") != `"calls";q=1;w=60` {
+				t.Errorf("key's policy %q, want its own, tighter one", r.header.Get("RateLimit-Policy"))
+			}
+			if r := in.do(t, ctx, "/ai/chat", key, body); r.status != http.StatusTooManyRequests {
+				t.Errorf("the key's 2nd call of 1: %d", r.status)
+			}
+			// The user's own budget has 2 left (the key's call counted).
+			calls(scripted, 2)
+			if r := in.do(t, ctx, "/ai/chat", scripted, body); r.status != http.StatusTooManyRequests {
+				t.Errorf("the user's 4th call of 3 (one by key): %d", r.status)
+			}
+		})
+	}
+}
