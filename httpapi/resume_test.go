@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/limit/limittest"
 	"github.com/ferryhq/ferry/llm/llmtest"
+	"github.com/ferryhq/ferry/search"
 	"github.com/ferryhq/ferry/store/storetest"
 )
 
@@ -188,4 +190,38 @@ func TestResumeStream(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestResumeRAGQuery checks that /rag/query's events go through the
+// answer's log: a client coming back after the sources event, within the
+// minute an ended answer's log is kept, gets the rest byte for byte as
+// the first client got it, cited sources included.
+func TestResumeRAGQuery(t *testing.T) {
+	eachRAGEngine(t, func(t *testing.T, e *ragEnv) {
+		e.index(t, e.aID, search.DefaultCollection, prion, nanotech, rareVar)
+		e.fake.SetScript(llmtest.Script{Deltas: []string{"About 1 in 2,000 people ", "carried abnormal PrP [1]."}})
+		status, evs, raw := e.ragEvents(t, e.a, map[string]any{"question": prionQuery, "top_k": 3})
+		if status != http.StatusOK || len(evs) < 3 {
+			t.Fatalf("rag/query: %d %s", status, raw)
+		}
+		convID := evs[0]["conversation_id"].(string)
+		i := strings.Index(raw, "id: 2\n")
+		if i < 0 {
+			t.Fatalf("no event 2 in %s", raw)
+		}
+		req, _ := http.NewRequest("GET", e.url+"/conversations/"+convID+"/stream?last_event_id=1", nil)
+		req.Header.Set("Authorization", "Bearer "+e.a)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		tail, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(tail) != raw[i:] {
+			t.Errorf("resumed after the sources: %d\n%s\nwant\n%s", resp.StatusCode, tail, raw[i:])
+		}
+		if !strings.Contains(string(tail), `"cited":[{"n":1`) {
+			t.Errorf("the resumed done event lacks the cited source: %s", tail)
+		}
+	})
 }
