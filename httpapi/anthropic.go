@@ -104,10 +104,17 @@ func (d *messagesDialect) text(b []byte, delta llm.Delta, first bool) []byte {
 	if first {
 		b = d.open(b)
 	}
-	var cd contentBlockDelta
-	cd.Type, cd.Delta.Type, cd.Delta.Text = "content_block_delta", "text_delta", delta.Text
-	return d.sse.named(b, "content_block_delta", cd)
+	b = append(b, "event: content_block_delta\n"...)
+	return messagesDeltaFrame.data(b, delta.Text)
 }
+
+// messagesDeltaFrame is a text delta's data, the same for every stream:
+// one text block, at index 0.
+var messagesDeltaFrame = func() textFrame {
+	var cd contentBlockDelta
+	cd.Type, cd.Delta.Type = "content_block_delta", "text_delta"
+	return newTextFrame(cd, `"text":`)
+}()
 
 func (d *messagesDialect) fail(b []byte, fe *ferry.Error, _ bool) []byte {
 	return d.sse.named(b, "error", anthropicShape{}.body(statusOf[fe.Code], fe))

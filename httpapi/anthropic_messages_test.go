@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/llm/llmtest"
 	"github.com/ferryhq/ferry/store/storetest"
 )
@@ -466,5 +469,28 @@ func TestMessagesDocument(t *testing.T) {
 	}
 	if n := len(g.usage(t, 2)); n != 2 {
 		t.Errorf("usage log has %d entries; count_tokens must log none", n)
+	}
+}
+
+// TestMessagesAdmissionRefusal checks that a call the admission refuses
+// is a 429 in Anthropic's shape with Retry-After, whether the client
+// streams or not, and that nothing reached the upstream.
+func TestMessagesAdmissionRefusal(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayOptions{admit: func(ctx context.Context, c *chat.Call) (func(*chat.Result), error) {
+		return nil, &ferry.Error{Code: ferry.RateLimited, Message: "too many calls a minute", RetryAfter: 3 * time.Second}
+	}})
+	for _, stream := range []string{"true", "false"} {
+		resp := g.postMessages(t, "/v1/messages", g.key,
+			`{"model": "claude-haiku-4-5", "max_tokens": 10, "stream": `+stream+`, "messages": [{"role": "user", "content": "hi"}]}`)
+		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" {
+			t.Fatalf("stream %s: status %d, Retry-After %q", stream, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if typ, msg := anthropicErrorOf(t, resp); typ != "rate_limit_error" || msg != "too many calls a minute" {
+			t.Errorf("stream %s: error %s %q", stream, typ, msg)
+		}
+	}
+	if n := len(g.fake.Requests()); n != 0 {
+		t.Errorf("upstream saw %d requests", n)
 	}
 }
