@@ -46,6 +46,8 @@ type options struct {
 	// quiet logs at info level to nowhere, as a benchmark wants, instead of
 	// at debug level into harness.logs.
 	quiet bool
+	// observe is httpapi.Options.Observe.
+	observe func(pattern string, status int, d time.Duration)
 }
 
 func newHarness(t testing.TB, engine string, opt options) *harness {
@@ -71,7 +73,7 @@ func newHarness(t testing.TB, engine string, opt options) *harness {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	h := httpapi.NewServer(log, httpapi.Options{Version: "test", MaxBodyBytes: 1 << 20, Draining: context.Background(),
-		TrustedProxies: opt.trustedProxies},
+		TrustedProxies: opt.trustedProxies, Observe: opt.observe},
 		httpapi.Services{Store: st, Auth: svc})
 	return &harness{handler: h, store: st, auth: svc, secret: secret, logs: logs}
 }

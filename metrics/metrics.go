@@ -50,6 +50,13 @@ type Metrics struct {
 
 	modelsMu sync.RWMutex
 	models   map[string]bool
+
+	// series caches each provider and model's series, and overheads each
+	// endpoint's (the endpoints are Ferry's own names), so that a call's
+	// end costs map reads and no allocation.
+	seriesMu  sync.RWMutex
+	series    map[providerModel]*callSeries
+	overheads map[string]prometheus.Observer
 }
 
 // maxModels bounds the model label's values: a client may name models the
@@ -81,7 +88,8 @@ var (
 
 // New returns Ferry's metrics on a registry of their own.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), routes: map[routeStatus]routeSeries{}, models: map[string]bool{}}
+	m := &Metrics{reg: prometheus.NewRegistry(), routes: map[routeStatus]routeSeries{}, models: map[string]bool{},
+		series: map[providerModel]*callSeries{}, overheads: map[string]prometheus.Observer{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_http_requests_total",
 		Help: "HTTP requests answered, by method and route pattern (unmatched: no route) and status."},
 		[]string{"method", "route", "status"})
@@ -98,13 +106,13 @@ func New() *Metrics {
 		Help: "Time from a model call's start upstream to its first text, by provider and model.", Buckets: firstTokenBuckets},
 		[]string{"provider", "model"})
 	m.interToken = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_model_inter_token_latency_seconds",
-		Help: "A call's mean time between two text deltas after the first (one observation per call with two or more), by provider and model.",
+		Help:    "A call's mean time between two text deltas after the first (one observation per call with two or more), by provider and model.",
 		Buckets: interTokenBuckets}, []string{"provider", "model"})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_model_tokens_total",
 		Help: "Tokens sent to (in) and received from (out) the models, as the upstream reported or, for a call cut short, as estimated."},
 		[]string{"provider", "model", "direction"})
 	m.overhead = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_overhead_seconds",
-		Help: "Ferry's own time per model call made over HTTP: from the request's arrival to the call's end, less the time the call ran upstream and waited in the queue, by endpoint.",
+		Help:    "Ferry's own time per model call made over HTTP: from the request's arrival to the call's end, less the time the call ran upstream and waited in the queue, by endpoint.",
 		Buckets: overheadBuckets}, []string{"endpoint"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_upstream_retries_total",
 		Help: "Upstream attempts that failed and were tried again, by provider and Ferry error code (rate_limited: HTTP 429; unavailable: 408, 5xx, 529 or a lost connection)."},
@@ -164,32 +172,90 @@ func (m *Metrics) routeSeries(k routeStatus) routeSeries {
 
 // CallObserver returns the chat.Observer that records each model call:
 // its outcome, duration, time to first token, mean inter-token latency,
-// tokens, the queue wait and cache result when the call says, and Ferry's
-// overhead. requestStart returns when the HTTP request that made the call
-// arrived (false for a call no request made, such as a background job's,
-// whose overhead is not recorded).
+// tokens, and Ferry's overhead (the request's time so far less the call's
+// upstream time and its wait in the queue). requestStart returns when the HTTP request
+// that made the call arrived (false for a call no request made, such as a
+// background job's, whose overhead is not recorded).
 func (m *Metrics) CallObserver(requestStart func(context.Context) (time.Time, bool)) chat.Observer {
 	return func(ctx context.Context, c *chat.Call, res *chat.Result) {
-		model := m.model(res.Model)
-		m.calls.WithLabelValues(c.Provider, model, string(res.Status)).Inc()
-		m.callTime.WithLabelValues(c.Provider, model).Observe(res.Latency.Seconds())
+		s := m.callSeriesOf(c.Provider, res.Model)
+		switch res.Status {
+		case ferry.StatusComplete:
+			s.complete.Inc()
+		case ferry.StatusFailed:
+			s.failed.Inc()
+		case ferry.StatusCancelled:
+			s.cancelled.Inc()
+		default:
+			m.calls.WithLabelValues(c.Provider, s.model, string(res.Status)).Inc()
+		}
+		s.time.Observe(res.Latency.Seconds())
 		if res.FirstToken > 0 {
-			m.firstToken.WithLabelValues(c.Provider, model).Observe(res.FirstToken.Seconds())
+			s.firstToken.Observe(res.FirstToken.Seconds())
 		}
 		if res.Deltas > 1 && res.LastToken > res.FirstToken {
 			gap := (res.LastToken - res.FirstToken) / time.Duration(res.Deltas-1)
-			m.interToken.WithLabelValues(c.Provider, model).Observe(gap.Seconds())
+			s.interToken.Observe(gap.Seconds())
 		}
-		m.tokens.WithLabelValues(c.Provider, model, "in").Add(float64(res.Usage.InputTokens))
-		m.tokens.WithLabelValues(c.Provider, model, "out").Add(float64(res.Usage.OutputTokens))
+		s.in.Add(float64(res.Usage.InputTokens))
+		s.out.Add(float64(res.Usage.OutputTokens))
 		if requestStart == nil {
 			return
 		}
 		if start, ok := requestStart(ctx); ok {
-			own := time.Since(start) - res.Latency
-			m.overhead.WithLabelValues(c.Endpoint).Observe(max(own, 0).Seconds())
+			own := time.Since(start) - res.Latency - c.Waited
+			m.overheadOf(c.Endpoint).Observe(max(own, 0).Seconds())
 		}
 	}
+}
+
+type providerModel struct{ provider, model string }
+
+// callSeries are one provider and model's series, looked up once.
+type callSeries struct {
+	model                        string // the label value
+	complete, failed, cancelled  prometheus.Counter
+	in, out                      prometheus.Counter
+	time, firstToken, interToken prometheus.Observer
+}
+
+func (m *Metrics) callSeriesOf(provider, model string) *callSeries {
+	k := providerModel{provider, model}
+	m.seriesMu.RLock()
+	s := m.series[k]
+	m.seriesMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	label := m.model(model)
+	s = &callSeries{model: label,
+		complete:  m.calls.WithLabelValues(provider, label, string(ferry.StatusComplete)),
+		failed:    m.calls.WithLabelValues(provider, label, string(ferry.StatusFailed)),
+		cancelled: m.calls.WithLabelValues(provider, label, string(ferry.StatusCancelled)),
+		in:        m.tokens.WithLabelValues(provider, label, "in"), out: m.tokens.WithLabelValues(provider, label, "out"),
+		time: m.callTime.WithLabelValues(provider, label), firstToken: m.firstToken.WithLabelValues(provider, label),
+		interToken: m.interToken.WithLabelValues(provider, label)}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	if label == model && len(m.series) < 4*maxModels {
+		// Names counted as "other" are not kept: there may be any number.
+		m.series[k] = s
+	}
+	return s
+}
+
+func (m *Metrics) overheadOf(endpoint string) prometheus.Observer {
+	m.seriesMu.RLock()
+	o := m.overheads[endpoint]
+	m.seriesMu.RUnlock()
+	if o != nil {
+		return o
+	}
+	o = m.overhead.WithLabelValues(endpoint)
+	m.seriesMu.Lock()
+	m.overheads[endpoint] = o
+	m.seriesMu.Unlock()
+	return o
 }
 
 // model returns name as a label value: itself while fewer than maxModels
@@ -296,4 +362,4 @@ type funcCollector struct {
 }
 
 func (f *funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
-func (f *funcCollector) Collect(ch chan<- prometheus.Metric)  { f.collect(ch) }
+func (f *funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }

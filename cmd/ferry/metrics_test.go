@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ferryhq/ferry/jobs"
 	"github.com/ferryhq/ferry/llm/llmtest"
 	"github.com/ferryhq/ferry/store/storetest"
 )
@@ -85,7 +86,7 @@ next:
 
 // TestMetrics drives traffic through the API against the fake upstreams
 // (streams, a retried 503, a refused request, a relayed Ollama stream, an
-// unknown route) and checks that /metrics, on its own listener, parses
+// unknown route, a background job, a rate-limit refusal) and checks that /metrics, on its own listener, parses
 // and counts it all by route pattern, provider, model and outcome; and
 // that without FERRY_METRICS_ADDR there is no metrics listener and the
 // API has no /metrics.
@@ -108,6 +109,8 @@ func TestMetrics(t *testing.T) {
 			off.stop(t)
 
 			env.vars["FERRY_METRICS_ADDR"] = "127.0.0.1:0"
+			// The first user makes 5 model calls; the second floods.
+			env.vars["FERRY_RATE_LIMIT_RPM"] = "6"
 			in := start(t, env)
 			addr := in.metricsAddr()
 			if addr == "" {
@@ -146,6 +149,15 @@ func TestMetrics(t *testing.T) {
 				t.Fatalf("/ollama/api/chat: %d", res.StatusCode)
 			}
 			in.call(t, "GET", "/no/such/route/42", access, nil)
+			// A background job, on another provider: no request waits for
+			// it, so it has no overhead.
+			in.must(t, http.StatusAccepted, "POST", "/ai/jobs", access, map[string]any{"message": "hi", "model": "openai/gpt-4o-mini"})
+			// Another user's 7th call in a minute is refused.
+			flood, _ := in.signUp(t, "flood@example.com", "flood password")
+			for range 6 {
+				in.must(t, http.StatusOK, "POST", "/ai/chat", flood, map[string]any{"message": "hi", "model": "openai/o3-mini"})
+			}
+			in.must(t, http.StatusTooManyRequests, "POST", "/ai/chat", flood, map[string]any{"message": "hi", "model": "openai/o3-mini"})
 
 			type want struct {
 				name   string
@@ -180,15 +192,25 @@ func TestMetrics(t *testing.T) {
 				{"ferry_upstream_errors_total", map[string]string{"provider": "anthropic", "code": "invalid"}, 1, 1},
 				{"ferry_upstream_retries_total", map[string]string{"provider": "anthropic", "code": "invalid"}, 0, 0},
 				{"ferry_overhead_seconds", map[string]string{"endpoint": "/ai/chat/stream"}, 2, 2},
+				{"ferry_model_calls_total", map[string]string{"provider": "openai", "model": "gpt-4o-mini", "outcome": "complete"}, 1, 1},
+				{"ferry_model_calls_total", map[string]string{"provider": "openai", "model": "o3-mini", "outcome": "complete"}, 6, 6},
+				{"ferry_rate_limit_refusals_total", map[string]string{"endpoint": "/ai/chat"}, 1, 1},
+				{"ferry_http_requests_total", map[string]string{"method": "POST", "route": "/ai/chat", "status": "429"}, 1, 1},
+				{"ferry_queue_wait_seconds", nil, 11, 11},
+				{"ferry_queue_refusals_total", nil, 0, 0},
+				{"ferry_overhead_seconds", map[string]string{"endpoint": jobs.Endpoint}, 0, 0},
+				{"ferry_jobs", map[string]string{"state": "succeeded"}, 1, 1},
+				{"ferry_jobs", map[string]string{"state": "queued"}, 0, 0},
 			}
 			// The request's own series are written after its answer has
-			// left: wait for them.
+			// left, and the job's as it ends: wait for them.
 			var fams map[string]*dto.MetricFamily
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				fams = scrape(t, addr)
-				if sample(fams, "ferry_http_requests_total", map[string]string{"route": "unmatched"}) >= 1 ||
-					time.Now().After(deadline) {
+				if sample(fams, "ferry_http_requests_total", map[string]string{"route": "unmatched"}) >= 1 &&
+					sample(fams, "ferry_jobs", map[string]string{"state": "succeeded"}) >= 1 &&
+					sample(fams, "ferry_model_calls_total", map[string]string{"model": "gpt-4o-mini"}) >= 1 || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
@@ -196,8 +218,11 @@ func TestMetrics(t *testing.T) {
 			for _, w := range wants {
 				got := sample(fams, w.name, w.labels)
 				if got < w.n || (w.most > 0 || w.n == 0) && got > w.most {
-					t.Errorf("%s%v = %v, want %v..%v", w.name, w.labels, got, w.n, w.most)
+					t.Errorf("%s%v = %v, want %v..%v; all: %v", w.name, w.labels, got, w.n, w.most, fams[w.name])
 				}
+			}
+			if fams["ferry_queue_depth"] == nil || sample(fams, "ferry_queue_depth", nil) != 0 {
+				t.Errorf("ferry_queue_depth: %v, want 0 with no call waiting", fams["ferry_queue_depth"])
 			}
 			// Overhead is Ferry's share of a call: well under the call.
 			if h := fams["ferry_overhead_seconds"]; h != nil {
