@@ -62,7 +62,7 @@ func waitStatus(t *testing.T, in *instance, access, id, status string) {
 func TestIngestCommand(t *testing.T) {
 	for _, engine := range storetest.Engines(t) {
 		t.Run(engine, func(t *testing.T) {
-			in := start(t, engineEnv(t, engine))
+			in := start(t, withPDFiumCache(t, engineEnv(t, engine)))
 			access, _ := in.signUp(t, "ann@example.com", "correct horse battery")
 			created := in.must(t, http.StatusCreated, "POST", "/auth/api-keys", access, map[string]string{"name": "ingest"})
 			key, keyID := created["key"].(string), created["id"].(string)

@@ -22,7 +22,7 @@ func TestDocumentsWalkthrough(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			fake := llmtest.Start(t)
 			fake.SetScript(llmtest.Script{Deltas: []string{"The text praises the misfits and rebels ", "[1]."}})
-			env := withFake(engineEnv(t, engine), fake)
+			env := withPDFiumCache(t, withFake(engineEnv(t, engine), fake))
 			a := start(t, env)
 			b := a
 			if engine == "postgres" {
