@@ -165,5 +165,8 @@ type Usage struct {
 	OutputTokens int
 	LatencyMS    int64
 	Status       string
-	CreatedAt    time.Time
+	// Cached says the call was answered without an upstream call of its
+	// own (the answer cache), its tokens zero.
+	Cached    bool
+	CreatedAt time.Time
 }

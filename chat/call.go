@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/cache"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/store"
 )
@@ -28,6 +29,9 @@ type Call struct {
 	// Waited is how long the admission held the call in its queue before
 	// it could run; Admit sets it.
 	Waited time.Duration
+	// Cache says how the answer cache takes part, as Start decided: a hit
+	// makes no upstream call of its own.
+	Cache CacheState
 
 	svc      *Service
 	provider llm.Provider
@@ -39,6 +43,14 @@ type Call struct {
 	// fresh while the call runs; "" for a call that is no turn.
 	answerID string
 
+	// The answer cache's part (see cache.go): the key, and either the
+	// stored answer or the flight led or followed.
+	noCache  bool
+	cacheKey string
+	stored   *cache.Entry
+	flight   *flight
+	leader   bool
+
 	mu     sync.Mutex
 	cause  error                   // why the funnel ended the call (see end); nil while it may run
 	cancel context.CancelCauseFunc // ends the running call; nil outside Relay
@@ -47,7 +59,9 @@ type Call struct {
 // Admit is the hook that decides whether a call may run: a limiter or a
 // queue. It returns an error (RateLimited, Unavailable) to refuse the call,
 // or a release function that the funnel calls exactly once with how the
-// call ended.
+// call ended. A call answered from the cache (Cache is CacheHit) reaches it
+// too, so that it counts as a request, but it makes no upstream call and
+// costs no tokens: Admit should not hold it in a queue.
 type Admit func(ctx context.Context, c *Call) (release func(*Result), err error)
 
 // Observer is told of every call that ran, after its usage is queued for
@@ -68,6 +82,10 @@ type Result struct {
 	// mean time between tokens.
 	LastToken time.Duration
 	Deltas    int
+	// Cached says that no upstream call was made for this one: its answer
+	// came from the cache, or from an identical call it followed. Usage is
+	// then zero.
+	Cached bool
 }
 
 // Start is the funnel's entry: it routes model (as a client names it: "",
@@ -77,8 +95,10 @@ type Result struct {
 // a part the provider does not take, a sampling parameter it cannot honour,
 // which the error's field names), Unavailable (the server is shutting
 // down), and whatever Admit refuses with. Until it finishes, the call is
-// among the active ones that Stop and CancelUser end.
-func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model string, req llm.Request) (*Call, error) {
+// among the active ones that Stop and CancelUser end. With the answer
+// cache on, Start also decides whether the call is a hit (see Call.Cache)
+// before Admit sees it.
+func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model string, req llm.Request, opts ...StartOption) (*Call, error) {
 	if s.active.isStopped() {
 		return nil, errStopping
 	}
@@ -99,10 +119,20 @@ func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model
 	}
 	req.Model = name
 	c := &Call{Principal: p, Endpoint: endpoint, Provider: provider.Name(), Model: name, Request: req, svc: s, provider: provider}
+	for _, o := range opts {
+		o(c)
+	}
+	c.lookup(ctx)
 	if s.opts.Admit != nil {
 		if c.release, err = s.opts.Admit(ctx, c); err != nil {
+			if c.flight != nil {
+				c.flight.leave(ctx, &s.flights)
+			}
 			return nil, err
 		}
+	}
+	if c.Cache == CacheMiss {
+		c.claim(ctx)
 	}
 	s.active.add(c)
 	return c, nil
@@ -113,7 +143,19 @@ func (s *Service) Start(ctx context.Context, p *ferry.Principal, endpoint, model
 // finished: its usage queued for the log even when ctx was cancelled (the
 // client left), with what had arrived by then. The error is the
 // provider's (see llm.Provider), or ctx's when the client left.
+//
+// A call that Start found in the answer cache replays the stored deltas
+// instead, and one that follows an identical call gets that call's deltas
+// as they come.
 func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
+	switch {
+	case c.stored != nil:
+		return c.replay(ctx, fn)
+	case c.flight != nil && !c.leader:
+		return c.follow(ctx, fn)
+	case c.leader:
+		return c.lead(ctx, fn)
+	}
 	return c.relay(ctx, func(ctx context.Context, progress func()) (*Result, error) { return c.stream(ctx, progress, fn) }, false)
 }
 
@@ -124,8 +166,12 @@ func (c *Call) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, e
 // included. Once the first chunk has come, a silence longer than
 // FERRY_UPSTREAM_IDLE_TIMEOUT cancels run's context and the call ends with
 // a Timeout error. Relay fills in the latency, estimates usage the upstream
-// never reported, and finishes the call.
+// never reported, and finishes the call. The call must have been started
+// with UseCache(false): relayed bytes are not cached.
 func (c *Call) Relay(ctx context.Context, run func(ctx context.Context, progress func()) (*Result, error)) (*Result, error) {
+	if c.Cache != CacheOff {
+		panic("chat: Relay on a call started with the answer cache; start it with UseCache(false)")
+	}
 	return c.relay(ctx, run, true)
 }
 
@@ -219,6 +265,7 @@ func (c *Call) stream(ctx context.Context, progress func(), fn func(llm.Delta) e
 // with the next calls' writes: see store.SubmitLater), the call leaves the active
 // ones, then the admission is released and the observers told.
 func (c *Call) finish(ctx context.Context, res *Result, err error) {
+	c.save(ctx, res)
 	var answer *store.Pending
 	if c.answer != nil {
 		answer = c.svc.store.SubmitLater(c.answer(res, err))
@@ -258,7 +305,7 @@ func (c *Call) finish(ctx context.Context, res *Result, err error) {
 func (c *Call) usage(res *Result) *ferry.Usage {
 	u := &ferry.Usage{ID: auth.NewID(), Endpoint: c.Endpoint, Model: res.Model, Provider: c.Provider,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens, LatencyMS: res.Latency.Milliseconds(),
-		Status: string(res.Status)}
+		Status: string(res.Status), Cached: res.Cached}
 	if c.Principal != nil {
 		u.UserID, u.APIKeyID = c.Principal.User.ID, c.Principal.APIKeyID
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/cache"
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/store"
 )
@@ -21,10 +22,11 @@ import (
 // Service runs chat turns and manages conversations. Every model call, a
 // conversation turn or a stateless one, enters through Start (see Call).
 type Service struct {
-	store  *store.Store
-	router *llm.Router
-	opts   Options
-	active active // the calls started and not finished
+	store   *store.Store
+	router  *llm.Router
+	opts    Options
+	active  active  // the calls started and not finished
+	flights flights // the calls identical ones may follow (see cache.go)
 }
 
 // Options are the chat settings.
@@ -36,7 +38,10 @@ type Options struct {
 	MaxTokens           int           // answer length when a request gives none
 	Log                 *slog.Logger  // for calls that could not be saved
 	Admit               Admit         // nil: every call is admitted
-	Observers           []Observer    // told of every call that ran
+	// Cache keeps complete answers for identical requests of the same
+	// user; nil: no answer cache (and no single flight).
+	Cache     cache.Store
+	Observers []Observer // told of every call that ran
 	// SaveInterval is how often a streaming answer's text is saved, so
 	// that a crash loses at most about that much of it; zero: 2 s. Live
 	// answers are shown alive every 10 intervals, and one not written for
@@ -82,6 +87,8 @@ type Request struct {
 	// Document, when not nil, is a file the message carries (see
 	// Document); it is stored with the message.
 	Document *Document
+	// NoCache keeps the turn away from the answer cache (see UseCache).
+	NoCache bool
 }
 
 // MaxMessageChars bounds one message, in characters (Unicode code
@@ -98,6 +105,8 @@ type Turn struct {
 	AssistantMessageID string
 	Provider           string
 	Model              string
+	// Cache says whether the answer comes from the answer cache.
+	Cache CacheState
 
 	call  *Call
 	saved *store.Pending // the rows written before the model is asked
@@ -161,7 +170,7 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 		Messages:  messages,
 		MaxTokens: maxTokens,
 		Sampling:  req.Sampling,
-	})
+	}, UseCache(!req.NoCache))
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +208,7 @@ func (s *Service) Prepare(ctx context.Context, p *ferry.Principal, req Request) 
 		AssistantMessageID: answer.ID,
 		Provider:           call.Provider,
 		Model:              call.Model,
+		Cache:              call.Cache,
 		call:               call,
 		saved:              s.store.Submit(ops...),
 	}, nil

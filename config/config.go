@@ -75,6 +75,14 @@ type Config struct {
 	UpstreamHeaderTimeout time.Duration
 	UpstreamIdleTimeout   time.Duration
 
+	// CacheTTL is how long a complete answer is kept for identical
+	// requests of the same user; zero turns the answer cache off.
+	// CacheMaxBytes bounds the in-memory cache, CacheMaxEntryBytes one
+	// answer in either store.
+	CacheTTL           time.Duration
+	CacheMaxBytes      int
+	CacheMaxEntryBytes int
+
 	// EmbedModel is the embedding model, "openai/NAME" or "ollama/NAME";
 	// empty means none (retrieval is lexical). EmbedBatch is how many
 	// texts one embedding request carries; HybridVectorWeight the vector
@@ -208,6 +216,12 @@ var Settings = []Setting{
 		set: func(c *Config, v string) error { return duration(&c.UpstreamHeaderTimeout, v) }},
 	{Env: "FERRY_UPSTREAM_IDLE_TIMEOUT", Default: "60s", Doc: "Longest silence between two chunks of an answer once it has begun.",
 		set: func(c *Config, v string) error { return duration(&c.UpstreamIdleTimeout, v) }},
+	{Env: "FERRY_CACHE_TTL", Default: "1h", Doc: "How long a complete answer is kept and given again, marked X-Cache: hit, to an identical request of the same user (same model, system prompt, history, message and parameters); identical requests running at once make one upstream call. In Redis with REDIS_URL, else in memory. 0 turns the cache off; a request can skip it with \"cache\": false.",
+		set: func(c *Config, v string) error { return nonNegative(&c.CacheTTL, v) }},
+	{Env: "FERRY_CACHE_MAX_BYTES", Default: "67108864", Doc: "Most the in-memory answer cache holds; the least recently used answers go first. (In Redis, entries expire with FERRY_CACHE_TTL and Redis's maxmemory policy bounds the rest.)",
+		set: func(c *Config, v string) error { return positiveInt(&c.CacheMaxBytes, v) }},
+	{Env: "FERRY_CACHE_MAX_ENTRY_BYTES", Default: "1048576", Doc: "Longest answer the cache keeps, in bytes, in memory or Redis; longer ones are not cached.",
+		set: func(c *Config, v string) error { return positiveInt(&c.CacheMaxEntryBytes, v) }},
 }
 
 // Load builds a Config from lookup (the environment with .env values behind

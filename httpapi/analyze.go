@@ -115,6 +115,7 @@ func handleAnalyzePDF(s *server, c *chat.Service) func(context.Context, *analyze
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
+			setCacheHeader(w.Header(), turn.Cache)
 			s.resumable(w, r, &seedDialect{turn: turn}, turn, turn.Stream)
 		}}, nil
 	}

@@ -21,6 +21,7 @@ type chatBody struct {
 	ConversationID string   `json:"conversation_id,omitempty" maxLength:"64" doc:"Continue this conversation; its earlier messages are sent as history. Absent: a new conversation."`
 	Temperature    *float64 `json:"temperature,omitempty" minimum:"0" maximum:"2" doc:"Sampling temperature; Anthropic models take 0 to 1, and above that answer 400. Default: the model's."`
 	TopP           *float64 `json:"top_p,omitempty" minimum:"0" maximum:"1" doc:"Nucleus sampling: draw from the likeliest tokens whose probabilities add up to top_p. Default: the model's."`
+	Cache          *bool    `json:"cache,omitempty" doc:"false: neither answer from the answer cache nor store this answer in it. Default true (see FERRY_CACHE_TTL)."`
 }
 
 type chatInput struct {
@@ -29,7 +30,8 @@ type chatInput struct {
 
 func (b chatBody) request(endpoint string) chat.Request {
 	return chat.Request{Message: b.Message, SystemPrompt: b.SystemPrompt, Model: b.Model, MaxTokens: b.MaxTokens,
-		ConversationID: b.ConversationID, Endpoint: endpoint, Sampling: llm.Sampling{Temperature: b.Temperature, TopP: b.TopP}}
+		ConversationID: b.ConversationID, Endpoint: endpoint, Sampling: llm.Sampling{Temperature: b.Temperature, TopP: b.TopP},
+		NoCache: b.Cache != nil && !*b.Cache}
 }
 
 // Events of /ai/chat/stream besides the seed's {"text"} and {"done"}; old
@@ -77,6 +79,7 @@ func handleChatStream(s *server, c *chat.Service) func(context.Context, *chatInp
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
+			setCacheHeader(w.Header(), turn.Cache)
 			s.resumable(w, r, &seedDialect{turn: turn}, turn, turn.Stream)
 		}}, nil
 	}
@@ -140,7 +143,8 @@ type errorBody struct {
 }
 
 type chatOutput struct {
-	Body struct {
+	Cache string `header:"X-Cache" doc:"hit when the answer came from the answer cache, else miss."`
+	Body  struct {
 		ConversationID string    `json:"conversation_id"`
 		MessageID      string    `json:"message_id"`
 		Model          string    `json:"model"`
@@ -161,7 +165,7 @@ func handleChat(c *chat.Service) func(context.Context, *chatInput) (*chatOutput,
 		if err != nil {
 			return nil, err
 		}
-		out := &chatOutput{}
+		out := &chatOutput{Cache: cacheHeader(turn.Cache)}
 		out.Body.ConversationID, out.Body.MessageID = turn.ConversationID, turn.AssistantMessageID
 		out.Body.Model, out.Body.Text, out.Body.StopReason = turn.Provider+"/"+res.Model, res.Text, res.StopReason
 		out.Body.Usage = usageBody{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/auth"
+	"github.com/ferryhq/ferry/cache"
 	"github.com/ferryhq/ferry/chat"
 	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/httpapi"
@@ -61,6 +62,7 @@ type gatewayOptions struct {
 	pdf       httpapi.PDFReader // httpapi.Services.PDF
 	maxUpload int64             // httpapi.Options.MaxUploadBytes; zero: the default
 	logs      *eventlog.Logs    // httpapi.Services.Logs; nil: in memory
+	cache     cache.Store       // chat.Options.Cache; nil: no answer cache
 }
 
 func newGateway(t *testing.T, opt gatewayOptions) *gateway {
@@ -139,7 +141,7 @@ func newGateway(t *testing.T, opt gatewayOptions) *gateway {
 
 func newChat(st *store.Store, router *llm.Router, opt gatewayOptions) *chat.Service {
 	o := chat.Options{SystemPrompt: "be brief", ContextTokens: 1000, UpstreamTimeout: opt.timeout, UpstreamIdleTimeout: opt.idle,
-		Admit: opt.admit}
+		Admit: opt.admit, Cache: opt.cache}
 	if opt.observe != nil {
 		o.Observers = []chat.Observer{opt.observe}
 	}

@@ -116,7 +116,7 @@ func handleOllamaGenerate(s *server, endpoint, path string) func(context.Context
 		}
 		system, msgs := n.Messages()
 		call, err := s.svc.Chat.Start(ctx, principal(ctx), endpoint, llm.Ollama+"/"+n.Model,
-			llm.Request{System: system, Messages: msgs})
+			llm.Request{System: system, Messages: msgs}, chat.UseCache(false))
 		if err != nil {
 			return nil, err
 		}

@@ -102,6 +102,7 @@ type completionRequest struct {
 	FrequencyPenalty    *float64            `json:"frequency_penalty,omitempty" doc:"-2 to 2; OpenAI-compatible servers and Ollama; Anthropic: a 400 unless 0."`
 	ResponseFormat      *responseFormat     `json:"response_format,omitempty"`
 	User                string              `json:"user,omitempty" doc:"An opaque id of your end user: OpenAI's user, Anthropic's metadata.user_id; Ollama has none and goes without."`
+	Cache               *bool               `json:"cache,omitempty" doc:"Ferry's own: false neither answers from the answer cache nor stores this answer in it (see FERRY_CACHE_TTL); never sent upstream."`
 
 	others map[string]json.RawMessage // the fields not named above, as sent
 }
@@ -211,7 +212,7 @@ func newCompletion(ctx context.Context, c *chat.Service, who *ferry.Principal, b
 	if req.Sampling, err = b.sampling(); err != nil {
 		return nil, err
 	}
-	call, err := c.Start(ctx, who, "/v1/chat/completions", b.Model, req)
+	call, err := c.Start(ctx, who, "/v1/chat/completions", b.Model, req, chat.UseCache(b.Cache == nil || *b.Cache))
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +339,7 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 		if in.Body.Stream {
 			return &huma.StreamResponse{Body: func(hctx huma.Context) {
 				r, w := humago.Unwrap(hctx)
+				setCacheHeader(w.Header(), c.call.Cache)
 				s.stream(w, r, &chunkDialect{c: c}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 					return c.call.Stream(ctx, emit)
 				})
@@ -353,6 +355,7 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			_, w := humago.Unwrap(hctx)
 			w.Header().Set("Content-Type", "application/json")
+			setCacheHeader(w.Header(), c.call.Cache)
 			enc := json.NewEncoder(w)
 			enc.SetEscapeHTML(false)
 			enc.Encode(out)

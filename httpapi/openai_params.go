@@ -25,6 +25,7 @@ import (
 var completionFields = []string{
 	"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "logprobs",
 	"temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "response_format", "user",
+	"cache",
 }
 
 // inertFields are the Chat Completions fields that change nothing in the

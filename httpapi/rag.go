@@ -45,6 +45,7 @@ type ragInput struct {
 		Model          string `json:"model,omitempty" maxLength:"200" doc:"provider/model or a bare name, as in /ai/chat/stream; default FERRY_DEFAULT_MODEL."`
 		ConversationID string `json:"conversation_id,omitempty" maxLength:"64" doc:"Continue this conversation; its earlier messages are sent as history. Absent: a new conversation."`
 		Mode           string `json:"mode,omitempty" enum:"hybrid,lexical,vector" doc:"How the collection is searched, as in POST /collections/{name}/search; default hybrid."`
+		Cache          *bool  `json:"cache,omitempty" doc:"false: neither answer from the answer cache nor store this answer in it. Default true (see FERRY_CACHE_TTL)."`
 	}
 }
 
@@ -121,7 +122,7 @@ func handleRAGQuery(s *server, c *chat.Service, r *search.Retriever) func(contex
 			return s.answerNoMatch(ctx, p, b.Model, b.ConversationID, collection)
 		}
 		turn, err := c.Prepare(ctx, p, chat.Request{Message: b.Question, SystemPrompt: ragPrompt(hits), Model: b.Model,
-			ConversationID: b.ConversationID, Endpoint: "/rag/query"})
+			ConversationID: b.ConversationID, Endpoint: "/rag/query", NoCache: b.Cache != nil && !*b.Cache})
 		if err != nil {
 			return nil, err
 		}
@@ -129,6 +130,7 @@ func handleRAGQuery(s *server, c *chat.Service, r *search.Retriever) func(contex
 		rows := answerSources(turn, hits)
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			r, w := humago.Unwrap(hctx)
+			setCacheHeader(w.Header(), turn.Cache)
 			s.resumable(w, r, d, turn, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 				// The sources are saved while the model answers, so
 				// that nothing is written between the last token and

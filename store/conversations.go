@@ -157,7 +157,7 @@ func (s *Store) LogUsage(ctx context.Context, u *ferry.Usage) error {
 // UsageFor returns the user's usage log entries, oldest first.
 func (s *Store) UsageFor(ctx context.Context, userID string) ([]*ferry.Usage, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT id, api_key_id, endpoint, model, provider, input_tokens, output_tokens,
-		latency_ms, status, created_at FROM usage_log WHERE user_id = $1 ORDER BY created_at, id`, userID)
+		latency_ms, status, created_at, cached FROM usage_log WHERE user_id = $1 ORDER BY created_at, id`, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Store) UsageFor(ctx context.Context, userID string) ([]*ferry.Usage, er
 	for rows.Next() {
 		u := ferry.Usage{UserID: userID}
 		if err := rows.Scan(&u.ID, &u.APIKeyID, &u.Endpoint, &u.Model, &u.Provider, &u.InputTokens, &u.OutputTokens,
-			&u.LatencyMS, &u.Status, &u.CreatedAt); err != nil {
+			&u.LatencyMS, &u.Status, &u.CreatedAt, &u.Cached); err != nil {
 			return nil, err
 		}
 		list = append(list, &u)

@@ -140,8 +140,8 @@ var writerSQL = [stmtCount]string{
 	// The user may have been deleted while the call ran: the entry is kept
 	// with no user rather than failing its foreign key.
 	stmtInsertUsage: `INSERT INTO usage_log (id, user_id, api_key_id, endpoint, model, provider,
-		input_tokens, output_tokens, latency_ms, status, created_at)
-		VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		input_tokens, output_tokens, latency_ms, status, created_at, cached)
+		VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 	stmtSaveProgress: `UPDATE messages SET content = content || $1, updated_at = $2
 		WHERE id = $3 AND status = 'streaming'`,
 	stmtTouchMessage: `UPDATE messages SET updated_at = $1 WHERE id = $2 AND status = 'streaming'`,
@@ -201,7 +201,7 @@ func (op Op) appendSteps(steps []step) []step {
 		}
 		return append(steps, step{stmt: stmtInsertUsage, what: "insert usage " + u.ID,
 			args: []any{u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
-				u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt}})
+				u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt, u.Cached}})
 	case opSaveProgress:
 		return append(steps, step{stmt: stmtSaveProgress, what: "save progress of message " + op.m.ID,
 			args: []any{op.more, op.at, op.m.ID}})

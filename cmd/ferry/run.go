@@ -196,7 +196,7 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	adm := admission(cfg, rdb, log)
 	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: cfg.SystemPrompt, ContextTokens: cfg.ContextTokens,
 		UpstreamTimeout: cfg.UpstreamTimeout, UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, Log: log,
-		Observers: callObservers(mx), Admit: admitHook(adm, mx)})
+		Observers: callObservers(mx), Admit: admitHook(adm, mx), Cache: answerCache(cfg, rdb)})
 
 	// Answers that a process which died (kill -9, a crash) left streaming
 	// are marked interrupted, now and while this one runs; those of other
