@@ -43,6 +43,10 @@ func TestDefaults(t *testing.T) {
 		UpstreamHeaderTimeout: 2 * time.Minute,
 		UpstreamIdleTimeout:   time.Minute,
 
+		CacheTTL:           time.Hour,
+		CacheMaxBytes:      64 << 20,
+		CacheMaxEntryBytes: 1 << 20,
+
 		EmbedBatch:         64,
 		HybridVectorWeight: 0.1,
 

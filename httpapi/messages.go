@@ -162,6 +162,7 @@ func handleMessages(s *server) func(context.Context, *messagesInput) (*huma.Stre
 			d := &messagesDialect{id: id, model: model, input: estimateInput(req, documentPages)}
 			return &huma.StreamResponse{Body: func(hctx huma.Context) {
 				r, w := humago.Unwrap(hctx)
+				setCacheHeader(w.Header(), call.Cache)
 				s.stream(w, r, d, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 					return call.Stream(ctx, emit)
 				})
@@ -179,6 +180,7 @@ func handleMessages(s *server) func(context.Context, *messagesInput) (*huma.Stre
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
 			_, w := humago.Unwrap(hctx)
 			w.Header().Set("Content-Type", "application/json")
+			setCacheHeader(w.Header(), call.Cache)
 			enc := json.NewEncoder(w)
 			enc.SetEscapeHTML(false)
 			enc.Encode(out)
