@@ -2,9 +2,12 @@ package httpapi_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +19,11 @@ import (
 
 // answerStores are the answer caches a test runs against: memory always,
 // Redis when FERRY_TEST_REDIS_URL is set.
-func answerStores(t *testing.T) map[string]func(t *testing.T) cache.Store {
+func answerStores() map[string]func(t testing.TB) cache.Store {
 	lim := cache.Limits{TTL: time.Hour, MaxBytes: 8 << 20, MaxEntryBytes: 1 << 20}
-	return map[string]func(t *testing.T) cache.Store{
-		"memory": func(*testing.T) cache.Store { return cache.NewMemory(lim, nil) },
-		"redis": func(t *testing.T) cache.Store {
+	return map[string]func(t testing.TB) cache.Store{
+		"memory": func(testing.TB) cache.Store { return cache.NewMemory(lim, nil) },
+		"redis": func(t testing.TB) cache.Store {
 			rdb := limittest.Redis(t)
 			return cache.NewRedis(rdb, limittest.Prefix(t, rdb), lim)
 		},
@@ -71,7 +74,7 @@ func chunkTexts(t *testing.T, r io.Reader) (contents []string, finish string, do
 func TestAnswerCacheAPI(t *testing.T) {
 	t.Parallel()
 	for _, engine := range storetest.Engines(t) {
-		for name, mk := range answerStores(t) {
+		for name, mk := range answerStores() {
 			t.Run(engine+"/"+name, func(t *testing.T) {
 				t.Parallel()
 				e := &chatEnv{gateway: newGateway(t, gatewayOptions{engine: engine, cache: mk(t)})}
@@ -168,6 +171,61 @@ func TestAnswerCacheAPI(t *testing.T) {
 				}
 				if strings.Contains(string(e.fake.Last().Body), `"cache"`) {
 					t.Errorf(`"cache" reached the upstream: %s`, e.fake.Last().Body)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkCacheHit measures a cache hit through the API over real TCP,
+// from sending the request to the last byte of a 100-delta answer, with
+// the answers in memory and in Redis: the streamed OpenAI chunks
+// (stateless: a usage-log row only) and the seed's stream (which also
+// stores the turn). p50 and p99 are reported besides the mean.
+func BenchmarkCacheHit(b *testing.B) {
+	for _, store := range []string{"memory", "redis"} {
+		for _, ep := range []struct {
+			name, path string
+			body       map[string]any
+		}{
+			{"v1-chat-completions", "/v1/chat/completions", map[string]any{"model": "claude-sonnet-4-6", "stream": true,
+				"messages": []map[string]any{{"role": "user", "content": "what is a ferry?"}}}},
+			{"ai-chat-stream", "/ai/chat/stream", map[string]any{"message": "what is a ferry?"}},
+		} {
+			b.Run(store+"/"+ep.name, func(b *testing.B) {
+				g := newGateway(b, gatewayOptions{cache: answerStores()[store](b)})
+				body, _ := json.Marshal(ep.body)
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+				b.Cleanup(client.CloseIdleConnections)
+				one := func() (string, int) {
+					req, _ := http.NewRequest("POST", g.url+ep.path, bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Authorization", "Bearer "+g.key)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp.Header.Get("X-Cache"), int(n)
+				}
+				one() // the miss that fills the cache
+				if got, n := one(); got != "hit" || n < 1000 {
+					b.Fatalf("X-Cache %q, %d bytes: the cache is not warm", got, n)
+				}
+				times := make([]time.Duration, 0, b.N)
+				b.ResetTimer()
+				for b.Loop() {
+					start := time.Now()
+					one()
+					times = append(times, time.Since(start))
+				}
+				b.StopTimer()
+				slices.Sort(times)
+				b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(times[len(times)*99/100].Microseconds())/1000, "p99-ms")
+				if n := len(g.fake.Requests()); n != 1 {
+					b.Errorf("the upstream saw %d requests, want 1", n)
 				}
 			})
 		}

@@ -65,7 +65,7 @@ type gatewayOptions struct {
 	cache     cache.Store       // chat.Options.Cache; nil: no answer cache
 }
 
-func newGateway(t *testing.T, opt gatewayOptions) *gateway {
+func newGateway(t testing.TB, opt gatewayOptions) *gateway {
 	t.Helper()
 	if opt.engine == "" {
 		opt.engine = "sqlite"
