@@ -77,8 +77,12 @@ func TestShutdownEndsAndSavesModelCalls(t *testing.T) {
 			access, _ := in.signUp(t, "busy@example.com", "busy password")
 			userID := in.must(t, http.StatusOK, "GET", "/users/me", access, nil)["id"].(string)
 
+			// Each call asks something of its own: identical ones would
+			// share one upstream call (the answer cache's single flight).
 			seed := map[string]any{"message": "hi", "model": "claude-sonnet-4-6"}
+			seedStream := map[string]any{"message": "hello", "model": "claude-sonnet-4-6"}
 			messages := []any{map[string]any{"role": "user", "content": "hi"}}
+			messagesStream := []any{map[string]any{"role": "user", "content": "hello"}}
 			calls := []struct {
 				name, path string
 				body       any
@@ -87,12 +91,12 @@ func TestShutdownEndsAndSavesModelCalls(t *testing.T) {
 				errFrame, end string
 			}{
 				{name: "/ai/chat", path: "/ai/chat", body: seed},
-				{name: "/ai/chat/stream", path: "/ai/chat/stream", body: seed, stream: true,
+				{name: "/ai/chat/stream", path: "/ai/chat/stream", body: seedStream, stream: true,
 					errFrame: `"code":"unavailable"`, end: `"done":true}` + "\n\n"},
 				{name: "/v1/chat/completions", path: "/v1/chat/completions",
 					body: map[string]any{"model": "openai/gpt-4o-mini", "messages": messages}},
 				{name: "/v1/chat/completions streaming", path: "/v1/chat/completions",
-					body: map[string]any{"model": "openai/gpt-4o-mini", "messages": messages, "stream": true}, stream: true,
+					body: map[string]any{"model": "openai/gpt-4o-mini", "messages": messagesStream, "stream": true}, stream: true,
 					errFrame: `"code":"unavailable"`, end: "data: [DONE]\n\n"},
 				{name: "/ollama/generate", path: "/ollama/generate", body: map[string]any{"model": "llama3.2", "prompt": "hi", "stream": false}},
 				{name: "/ollama/generate streaming", path: "/ollama/generate", body: map[string]any{"model": "llama3.2", "prompt": "hi"}, stream: true,
