@@ -190,10 +190,15 @@ func (m *Metrics) CallObserver(requestStart func(context.Context) (time.Time, bo
 			m.calls.WithLabelValues(c.Provider, s.model, string(res.Status)).Inc()
 		}
 		s.time.Observe(res.Latency.Seconds())
-		if res.FirstToken > 0 {
+		if c.Cache != chat.CacheOff {
+			m.CacheResult(c.Cache == chat.CacheHit)
+		}
+		// A call answered by the cache, replayed or followed, did not time
+		// the model.
+		if res.FirstToken > 0 && !res.Cached {
 			s.firstToken.Observe(res.FirstToken.Seconds())
 		}
-		if res.Deltas > 1 && res.LastToken > res.FirstToken {
+		if res.Deltas > 1 && res.LastToken > res.FirstToken && !res.Cached {
 			gap := (res.LastToken - res.FirstToken) / time.Duration(res.Deltas-1)
 			s.interToken.Observe(gap.Seconds())
 		}

@@ -117,9 +117,11 @@ func TestMetrics(t *testing.T) {
 				t.Fatalf("no metrics listening line:\n%s", in.stdout)
 			}
 			access, _ := in.signUp(t, "watched@example.com", "watched password")
-			stream := func(wantStatus int) {
+			// Each question differs, so that each reaches the upstream
+			// (identical ones are answered by the answer cache).
+			stream := func(wantStatus int, message string) {
 				t.Helper()
-				res, err := in.post(t.Context(), "/ai/chat/stream", access, map[string]any{"message": "hi", "model": "claude-sonnet-4-6"})
+				res, err := in.post(t.Context(), "/ai/chat/stream", access, map[string]any{"message": message, "model": "claude-sonnet-4-6"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -129,14 +131,14 @@ func TestMetrics(t *testing.T) {
 					t.Fatalf("stream: %d, want %d: %s", res.StatusCode, wantStatus, b)
 				}
 			}
-			stream(http.StatusOK)
+			stream(http.StatusOK, "hi")
 			// A 503 with Retry-After-Ms: 1, retried once, then the answer.
 			fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(5), Delay: 2 * time.Millisecond, FailFirst: 1, FailStatus: 503,
 				FailHeader: http.Header{"Retry-After-Ms": {"1"}}})
-			stream(http.StatusOK)
+			stream(http.StatusOK, "hi again")
 			// A 400 from the upstream: the client's to fix, not retried.
 			fake.SetScript(llmtest.Script{FailFirst: 10, FailStatus: 400, FailMessage: "bad request"})
-			in.must(t, http.StatusBadRequest, "POST", "/ai/chat", access, map[string]any{"message": "hi", "model": "claude-sonnet-4-6"})
+			in.must(t, http.StatusBadRequest, "POST", "/ai/chat", access, map[string]any{"message": "hi, badly", "model": "claude-sonnet-4-6"})
 			fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(5), Delay: 2 * time.Millisecond})
 			res, err := in.post(t.Context(), "/ollama/api/chat", access, map[string]any{"model": "llama3.2",
 				"messages": []any{map[string]any{"role": "user", "content": "hi"}}})
@@ -148,6 +150,8 @@ func TestMetrics(t *testing.T) {
 			if res.StatusCode != http.StatusOK {
 				t.Fatalf("/ollama/api/chat: %d", res.StatusCode)
 			}
+			// The first question again: a hit.
+			stream(http.StatusOK, "hi")
 			in.call(t, "GET", "/no/such/route/42", access, nil)
 			// A background job, on another provider: no request waits for
 			// it, so it has no overhead.
@@ -174,12 +178,12 @@ func TestMetrics(t *testing.T) {
 				return c
 			}
 			wants := []want{
-				{"ferry_http_requests_total", map[string]string{"method": "POST", "route": "/ai/chat/stream", "status": "200"}, 2, 2},
+				{"ferry_http_requests_total", map[string]string{"method": "POST", "route": "/ai/chat/stream", "status": "200"}, 3, 3},
 				{"ferry_http_requests_total", map[string]string{"method": "POST", "route": "/ai/chat", "status": "400"}, 1, 1},
 				{"ferry_http_requests_total", map[string]string{"method": "POST", "route": "/ollama/api/chat", "status": "200"}, 1, 1},
 				{"ferry_http_requests_total", map[string]string{"route": "unmatched", "status": "404"}, 1, 1},
-				{"ferry_http_request_duration_seconds", map[string]string{"route": "/ai/chat/stream", "status": "200"}, 2, 2},
-				{"ferry_model_calls_total", with(claude, "outcome", "complete"), 2, 2},
+				{"ferry_http_request_duration_seconds", map[string]string{"route": "/ai/chat/stream", "status": "200"}, 3, 3},
+				{"ferry_model_calls_total", with(claude, "outcome", "complete"), 3, 3},
 				{"ferry_model_calls_total", with(claude, "outcome", "failed"), 1, 1},
 				{"ferry_model_calls_total", map[string]string{"provider": "ollama", "outcome": "complete"}, 1, 1},
 				{"ferry_model_time_to_first_token_seconds", claude, 2, 2},
@@ -191,12 +195,14 @@ func TestMetrics(t *testing.T) {
 				{"ferry_upstream_errors_total", map[string]string{"provider": "anthropic", "code": "unavailable"}, 1, 1},
 				{"ferry_upstream_errors_total", map[string]string{"provider": "anthropic", "code": "invalid"}, 1, 1},
 				{"ferry_upstream_retries_total", map[string]string{"provider": "anthropic", "code": "invalid"}, 0, 0},
-				{"ferry_overhead_seconds", map[string]string{"endpoint": "/ai/chat/stream"}, 2, 2},
+				{"ferry_overhead_seconds", map[string]string{"endpoint": "/ai/chat/stream"}, 3, 3},
+				{"ferry_cache_requests_total", map[string]string{"result": "miss"}, 5, 5},
+				{"ferry_cache_requests_total", map[string]string{"result": "hit"}, 6, 6},
 				{"ferry_model_calls_total", map[string]string{"provider": "openai", "model": "gpt-4o-mini", "outcome": "complete"}, 1, 1},
 				{"ferry_model_calls_total", map[string]string{"provider": "openai", "model": "o3-mini", "outcome": "complete"}, 6, 6},
 				{"ferry_rate_limit_refusals_total", map[string]string{"endpoint": "/ai/chat"}, 1, 1},
 				{"ferry_http_requests_total", map[string]string{"method": "POST", "route": "/ai/chat", "status": "429"}, 1, 1},
-				{"ferry_queue_wait_seconds", nil, 11, 11},
+				{"ferry_queue_wait_seconds", nil, 12, 12},
 				{"ferry_queue_refusals_total", nil, 0, 0},
 				{"ferry_overhead_seconds", map[string]string{"endpoint": jobs.Endpoint}, 0, 0},
 				{"ferry_jobs", map[string]string{"state": "succeeded"}, 1, 1},
