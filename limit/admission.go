@@ -28,6 +28,10 @@ type Request struct {
 	// Tokens is the call's estimated size, counted until its real usage
 	// is known.
 	Tokens int64
+	// Unqueued is a call that makes no upstream call (an answer-cache
+	// hit): it counts against the limits, but takes no slot and never
+	// waits in the queue.
+	Unqueued bool
 }
 
 // Ticket is an admitted call: Done gives back its slot and settles its
@@ -63,7 +67,7 @@ func (a *Admission) Admit(ctx context.Context, r Request) (*Ticket, error) {
 			return nil, err
 		}
 	}
-	if a.Queue != nil {
+	if a.Queue != nil && !r.Unqueued {
 		user := ""
 		if r.Principal != nil && r.Principal.User != nil {
 			user = r.Principal.User.ID

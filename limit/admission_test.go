@@ -74,3 +74,25 @@ func TestAdmissionNotesAndForgets(t *testing.T) {
 		tk.Done(ctx, 0)
 	}
 }
+
+// TestAdmissionUnqueued: a call that needs no upstream (an answer-cache
+// hit) is admitted while every slot is taken, and counts as a call.
+func TestAdmissionUnqueued(t *testing.T) {
+	a := &Admission{Rates: NewMemoryRates(time.Minute, nil), Default: ferry.Limits{RPM: 2},
+		Queue: NewQueue(QueueOptions{Max: 1, Size: 0})}
+	p := &ferry.Principal{User: &ferry.User{ID: "u1"}}
+	ctx := context.Background()
+	busy, err := a.Admit(ctx, Request{Principal: p, Provider: "x", Tokens: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit, err := a.Admit(ctx, Request{Principal: p, Provider: "x", Unqueued: true})
+	if err != nil {
+		t.Fatalf("a hit while the only slot is taken: %v", err)
+	}
+	hit.Done(ctx, 0)
+	busy.Done(ctx, 5)
+	if _, err := a.Admit(ctx, Request{Principal: p, Provider: "x", Unqueued: true}); ferry.ErrorCode(err) != ferry.RateLimited {
+		t.Errorf("a 3rd call of 2, a hit: %v, want RateLimited", err)
+	}
+}

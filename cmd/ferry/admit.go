@@ -63,7 +63,14 @@ func admitHook(a *limit.Admission, m *metrics.Metrics) chat.Admit {
 // set, is told how long each admitted call waited for its slot.
 func admit(a *limit.Admission, waited func(time.Duration)) chat.Admit {
 	return func(ctx context.Context, c *chat.Call) (func(*chat.Result), error) {
-		t, err := a.Admit(ctx, limit.Request{Principal: c.Principal, Provider: c.Provider, Tokens: int64(c.EstimatedInput())})
+		// An answer-cache hit counts as a call, but costs no tokens and
+		// needs no slot.
+		hit := c.Cache == chat.CacheHit
+		tokens := int64(c.EstimatedInput())
+		if hit {
+			tokens = 0
+		}
+		t, err := a.Admit(ctx, limit.Request{Principal: c.Principal, Provider: c.Provider, Tokens: tokens, Unqueued: hit})
 		if err != nil {
 			return nil, err
 		}
