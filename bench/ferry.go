@@ -107,6 +107,8 @@ func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel 
 		// measure the admission set them in extraEnv.
 		"FERRY_RATE_LIMIT_RPM=0",
 		"FERRY_MAX_CONCURRENT=0",
+		// Every request is the same: the answer cache would serve them all.
+		"FERRY_CACHE_TTL=0",
 	}
 	cmd.Env = append(cmd.Env, extraEnv...)
 	// Ferry ends with this process, however it ends.

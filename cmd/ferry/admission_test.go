@@ -134,6 +134,7 @@ func TestTokenLimitCountsRealUsage(t *testing.T) {
 			env := withFake(engineEnv(t, engine), fake)
 			env.vars["FERRY_RATE_LIMIT_RPM"] = "100"
 			env.vars["FERRY_RATE_LIMIT_TPM"] = "1500"
+			env.vars["FERRY_CACHE_TTL"] = "0" // the calls repeat; each must reach the upstream
 			env.vars["FERRY_SYSTEM_PROMPT"] = "Be brief."
 			in := start(t, env)
 			access, _ := in.signUp(t, "tokens@example.com", "password123")
@@ -166,6 +167,7 @@ func TestQueueRefusals(t *testing.T) {
 	env.vars["FERRY_MAX_CONCURRENT"] = "1"
 	env.vars["FERRY_QUEUE_SIZE"] = "1"
 	env.vars["FERRY_QUEUE_TIMEOUT"] = "700ms"
+	env.vars["FERRY_CACHE_TTL"] = "0" // the calls repeat; each must queue for the upstream
 	in := start(t, env)
 	access, _ := in.signUp(t, "queued@example.com", "password123")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -34,11 +34,12 @@ import (
 //     spread over the instances. Reported: calls served over a user's
 //     limit (must be 0), refusals (must be 1,000), the most calls the
 //     upstream saw at once (at most 96).
+//
 //   - fairness: one user without a limit floods 300 calls at once; 30
 //     other users send one each just after. Reported: p50/p99 of the light
 //     users' time to their first text, and the heavy user's p99.
 //
-//	FERRY_TEST_DATABASE_URL=… FERRY_TEST_REDIS_URL=… go test -run '^$' -bench BenchmarkBurst -benchtime 1x ./cmd/ferry/
+//     FERRY_TEST_DATABASE_URL=… FERRY_TEST_REDIS_URL=… go test -run '^$' -bench BenchmarkBurst -benchtime 1x ./cmd/ferry/
 func BenchmarkBurst(b *testing.B) {
 	redisURL := os.Getenv("FERRY_TEST_REDIS_URL")
 	if redisURL == "" || os.Getenv("FERRY_TEST_DATABASE_URL") == "" {
@@ -75,7 +76,7 @@ func BenchmarkBurst(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					status, _ := burstCall(client, instances[(u+k)%3].url, keys[u])
+					status, _ := burstCall(client, instances[(u+k)%3].url, keys[u], fmt.Sprintf("question %d of user %d", k, u))
 					switch status {
 					case http.StatusOK:
 						served[u].Add(1)
@@ -111,7 +112,7 @@ func BenchmarkBurst(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, first := burstCall(client, instances[k%3].url, heavy); first > 0 {
+				if _, first := burstCall(client, instances[k%3].url, heavy, fmt.Sprintf("heavy question %d", k)); first > 0 {
 					mu.Lock()
 					heavyWaits = append(heavyWaits, first)
 					mu.Unlock()
@@ -123,7 +124,7 @@ func BenchmarkBurst(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, first := burstCall(client, instances[u%3].url, keys[users+u]); first > 0 {
+				if _, first := burstCall(client, instances[u%3].url, keys[users+u], fmt.Sprintf("light question %d", u)); first > 0 {
 					mu.Lock()
 					lightWaits = append(lightWaits, first)
 					mu.Unlock()
@@ -180,10 +181,12 @@ func burstUsers(b *testing.B, db config.Database, n int) (keys []string, heavy s
 	return keys, heavy
 }
 
-// burstCall makes one /ai/chat/stream call and reads it to the end; it
+// burstCall makes one /ai/chat/stream call, with a message of its own (an
+// answer cache hit would not reach the upstream), and reads it to the end; it
 // returns the status and, for a 200, the time to the first text.
-func burstCall(client *http.Client, base, key string) (int, time.Duration) {
-	req, _ := http.NewRequest("POST", base+"/ai/chat/stream", strings.NewReader(`{"message":"hello","model":"claude-sonnet-4-6"}`))
+func burstCall(client *http.Client, base, key, message string) (int, time.Duration) {
+	body := fmt.Sprintf(`{"message":%q,"model":"claude-sonnet-4-6"}`, message)
+	req, _ := http.NewRequest("POST", base+"/ai/chat/stream", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+key)
 	start := time.Now()
@@ -240,4 +243,3 @@ func percentile(d []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
