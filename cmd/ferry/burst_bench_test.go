@@ -54,7 +54,7 @@ func BenchmarkBurst(b *testing.B) {
 		db := storetest.Database(b, "postgres")
 		env := fakeEnv{vars: map[string]string{
 			"DATABASE_URL": db.DSN, "SECRET_KEY": testSecretKey, "REDIS_URL": redisURL,
-			"FERRY_DATA_DIR": b.TempDir(), "FERRY_SHUTDOWN_GRACE": "0s", "FERRY_LOG_LEVEL": "error",
+			"FERRY_DATA_DIR": b.TempDir(), "FERRY_SHUTDOWN_GRACE": "0s",
 			"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": upstream.url,
 			"FERRY_RATE_LIMIT_RPM": fmt.Sprint(rpm), "FERRY_MAX_CONCURRENT": "32",
 			"FERRY_QUEUE_SIZE": "10000", "FERRY_QUEUE_TIMEOUT": "5m",
