@@ -228,36 +228,48 @@ func (p *PDF) Inspect(ctx context.Context, data []byte, o Options) (*Document, e
 
 // read is Extract, or Inspect without withText.
 func (p *PDF) read(ctx context.Context, data []byte, o Options, withText bool) (doc *Document, err error) {
+	err = p.with(ctx, data, func(in *instance) error {
+		doc, err = (&reader{inst: in, ctx: ctx}).read(data, o, withText)
+		return err
+	})
+	return doc, err
+}
+
+// with runs fn with an instance for the PDF data, refusing first what is
+// not a PDF. It gives the instance back, or closes it when fn may have
+// left it broken (a panic, a failure other than a refusal of the
+// document or a cancellation), and turns running out of the instance's
+// memory into a TooLarge refusal.
+func (p *PDF) with(ctx context.Context, data []byte, fn func(*instance) error) (err error) {
 	if !IsPDF(data) {
-		return nil, unsupported("the file is not a PDF: it has no %PDF- header in its first 1024 bytes")
+		return unsupported("the file is not a PDF: it has no %PDF- header in its first 1024 bytes")
 	}
 	in, err := p.acquire(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	healthy := false
 	defer func() {
 		// PDFium runs in a sandbox, but go-pdfium may still panic on
 		// what a hostile file makes it return; that instance is done.
 		if r := recover(); r != nil {
-			doc, err = nil, fmt.Errorf("extract: PDFium failed: %v", r)
+			err = fmt.Errorf("extract: PDFium failed: %v", r)
 			healthy = false
 		}
 		p.release(in, healthy)
 	}()
 	in.docs++
-	r := &reader{inst: in, ctx: ctx}
-	doc, err = r.read(data, o, withText)
+	err = fn(in)
 	var fe *ferry.Error
 	if err != nil && strings.Contains(err.Error(), outOfMemory) {
 		// The instance's memory is spent; a fresh one starts empty.
-		return nil, &ferry.Error{Code: ferry.TooLarge, Err: err, Fields: map[string]string{"file": "too large to read"},
+		return &ferry.Error{Code: ferry.TooLarge, Err: err, Fields: map[string]string{"file": "too large to read"},
 			Message: fmt.Sprintf("the PDF needs more than the %d MiB of memory a document may use: split it and send the parts", p.opts.MemoryLimit>>20)}
 	}
 	// A refusal of the document or a cancellation leaves the instance as
 	// good as it was; any other failure may not have.
 	healthy = err == nil || errors.As(err, &fe) || ctx.Err() != nil
-	return doc, err
+	return err
 }
 
 // outOfMemory is how go-pdfium v1.21.4 says that an instance's memory
