@@ -232,7 +232,7 @@ func testWebPage(t *testing.T, engine string) {
 		b.waitFor(t, "the conversation listed", `document.querySelectorAll("#conversations li").length === 1`, 10*time.Second)
 		var got struct {
 			Strong, Code, Lang, Hash string
-			Items, Listed             int
+			Items, Listed            int
 		}
 		b.eval(t, `({strong: (document.querySelector("`+lastAnswer+` strong")||{}).textContent,
 			code: (document.querySelector("`+lastAnswer+` pre code")||{}).textContent,

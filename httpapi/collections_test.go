@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/auth"
-	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/extract"
+	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/ingest"
 	"github.com/ferryhq/ferry/limit"
 	"github.com/ferryhq/ferry/search"
