@@ -19,11 +19,24 @@ import (
 	"github.com/ferryhq/ferry/llm/llmtest"
 )
 
-// sharedPDFs is the directory of real PDFs (see ../../shared/data/README.md).
-const sharedPDFs = "../../../shared/data/pdfs/"
+// fourPagesPDF is a real PDF of four pages of text, in the shared data
+// beside the clone (see ../../shared/data/README.md).
+const fourPagesPDF = "../../shared/data/pdfs/pypdf-sample-files/004-pdflatex-4-pages/pdflatex-4-pages.pdf"
 
-// fourPagesPDF is a real PDF of four pages of text.
-const fourPagesPDF = sharedPDFs + "pypdf-sample-files/004-pdflatex-4-pages/pdflatex-4-pages.pdf"
+// sharedFile returns the absolute path of a file of the shared data. A
+// missing file fails the test here: Chromium takes a path that does not
+// exist for an upload without a word, and the page then waits for nothing.
+func sharedFile(t *testing.T, path string) string {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		_, err = os.Stat(abs)
+	}
+	if err != nil {
+		t.Fatalf("the shared data must be beside the clone (../shared): %v", err)
+	}
+	return abs
+}
 
 var screenshots struct {
 	once sync.Once
@@ -430,10 +443,7 @@ func testWebPage(t *testing.T, engine string) {
 		b.screenshotOnFailure(t)
 		fake.SetScript(llmtest.Script{Deltas: []string{"This PDF has ", "four pages."}, Delay: 10 * time.Millisecond})
 		b.click(t, `#nav a[href="#pdf"]`)
-		pdf, err := filepath.Abs(fourPagesPDF)
-		if err != nil {
-			t.Fatal(err)
-		}
+		pdf := sharedFile(t, fourPagesPDF)
 		if err := b.do(chromedp.SetUploadFiles("#pdf-file", []string{pdf})); err != nil {
 			t.Fatal(err)
 		}
@@ -459,7 +469,7 @@ func testWebPage(t *testing.T, engine string) {
 		b.typeIn(t, "#collection-name", "papers")
 		b.click(t, `#collection-form button`)
 		b.waitFor(t, "the new collection", `document.getElementById("collection").value === "papers"`, 10*time.Second)
-		pdf, _ := filepath.Abs(fourPagesPDF)
+		pdf := sharedFile(t, fourPagesPDF)
 		if err := b.do(chromedp.SetUploadFiles("#upload-file", []string{pdf})); err != nil {
 			t.Fatal(err)
 		}
