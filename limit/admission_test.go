@@ -30,13 +30,13 @@ func TestAdmissionNotesAndForgets(t *testing.T) {
 	if _, err := a.Admit(ctx, Request{Principal: p, Provider: "x"}); ferry.ErrorCode(err) != ferry.Unavailable {
 		t.Fatalf("over the cap: %v, want Unavailable", err)
 	}
-	t1.Done(ctx, 7)
+	t1.Done(7)
 	for i := range 2 {
 		tk, err := a.Admit(ctx, Request{Principal: p, Provider: "x"})
 		if err != nil {
 			t.Fatalf("call %d of 3 (the refused one not counted): %v", i+2, err)
 		}
-		tk.Done(ctx, 1)
+		tk.Done(1)
 	}
 	if _, err := a.Admit(ctx, Request{Principal: p, Provider: "x"}); ferry.ErrorCode(err) != ferry.RateLimited {
 		t.Fatalf("4th call of 3: %v", err)
@@ -51,7 +51,7 @@ func TestAdmissionNotesAndForgets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk.Done(ctx, 0)
+	tk.Done(0)
 	if policy, _ := rep.Fields(); policy != `"calls";q=1;w=60` {
 		t.Errorf("with the key's limit: policy %q", policy)
 	}
@@ -63,7 +63,7 @@ func TestAdmissionNotesAndForgets(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the user's own 2nd call of 100: %v", err)
 	}
-	tk.Done(ctx, 0)
+	tk.Done(0)
 	// A negative override lifts the limit.
 	p3 := &ferry.Principal{User: &ferry.User{ID: "u3", Limits: ferry.Limits{RPM: -1}}}
 	for range 5 {
@@ -71,7 +71,7 @@ func TestAdmissionNotesAndForgets(t *testing.T) {
 		if err != nil {
 			t.Fatalf("unlimited user: %v", err)
 		}
-		tk.Done(ctx, 0)
+		tk.Done(0)
 	}
 }
 
@@ -90,9 +90,74 @@ func TestAdmissionUnqueued(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a hit while the only slot is taken: %v", err)
 	}
-	hit.Done(ctx, 0)
-	busy.Done(ctx, 5)
+	hit.Done(0)
+	busy.Done(5)
 	if _, err := a.Admit(ctx, Request{Principal: p, Provider: "x", Unqueued: true}); ferry.ErrorCode(err) != ferry.RateLimited {
 		t.Errorf("a 3rd call of 2, a hit: %v, want RateLimited", err)
+	}
+}
+
+// slowSettle is a Rates whose corrections take a while, as Redis's round
+// trips do.
+type slowSettle struct {
+	Rates
+	delay time.Duration
+}
+
+func (s slowSettle) Settle(ctx context.Context, id string, buckets []Bucket, estimated, used int64) error {
+	time.Sleep(s.delay)
+	return s.Rates.Settle(ctx, id, buckets, estimated, used)
+}
+
+// TestAdmissionMeetsItsOwnUsage: Done corrects the count in the background,
+// yet the same user's next call is decided on the corrected count; another
+// user's call does not wait for it; Settled waits for every correction.
+func TestAdmissionMeetsItsOwnUsage(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	a := &Admission{Rates: slowSettle{NewMemoryRates(time.Minute, nil), delay}, Default: ferry.Limits{TPM: 1000}}
+	ctx := context.Background()
+	heavy := &ferry.Principal{User: &ferry.User{ID: "heavy"}}
+	tk, err := a.Admit(ctx, Request{Principal: heavy, Tokens: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tk.Done(990) // the estimate of 10 becomes 990
+	if d := time.Since(start); d > delay/2 {
+		t.Errorf("Done took %v: it waited for the correction", d)
+	}
+
+	other, err := a.Admit(ctx, Request{Principal: &ferry.Principal{User: &ferry.User{ID: "other"}}, Tokens: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > delay/2 {
+		t.Errorf("another user's call waited %v for the heavy user's correction", d)
+	}
+	other.Done(10)
+
+	// 990 + 20 > 1000: refused, which it would not be on the estimate.
+	if _, err := a.Admit(ctx, Request{Principal: heavy, Tokens: 20}); ferry.ErrorCode(err) != ferry.RateLimited {
+		t.Fatalf("after using 990 of 1,000 tokens, a call of 20: %v, want RateLimited", err)
+	}
+	if d := time.Since(start); d < delay {
+		t.Errorf("the heavy user's next call was decided after %v, before its correction landed", d)
+	}
+
+	tk, err = a.Admit(ctx, Request{Principal: heavy, Tokens: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Done(5)
+	tk, err = a.Admit(ctx, Request{Principal: heavy, Tokens: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Done(2)
+	if err := a.Settled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.settling.byKey) != 0 || a.settling.total != 0 {
+		t.Errorf("after Settled: %d keys, %d corrections in flight", len(a.settling.byKey), a.settling.total)
 	}
 }

@@ -12,34 +12,54 @@ import (
 
 // BenchmarkAdmission is what the limiter and the queue add to one admitted
 // model call: Admit (the rate limit's check and count, a slot) and Done
-// (the slot back, the count corrected with the real usage), for a user
-// with a limit they never reach, under a cap with free slots.
+// (the slot back at once, the count corrected with the real usage in the
+// background), for users with limits they never reach, under a cap with
+// free slots. The calls come one after another: in "users" each from the
+// next of 64 users, as calls from many users do, so a correction travels
+// while the next call is admitted; in "one-user" all from the same user,
+// whose next call waits for the last one's correction.
 func BenchmarkAdmission(b *testing.B) {
-	run := func(b *testing.B, rates Rates) {
+	run := func(b *testing.B, rates Rates, users int) {
 		a := &Admission{Rates: rates, Default: ferry.Limits{RPM: 1 << 40, TPM: 1 << 50},
 			Queue: NewQueue(QueueOptions{Max: 64, Size: 256, Timeout: time.Second})}
 		ctx := WithReport(context.Background(), &Report{})
-		// One user per 1,000 calls keeps each window's log short, as a
-		// user's is under a real limit.
-		users := make([]*ferry.Principal, b.N/1000+1)
-		for i := range users {
-			users[i] = &ferry.Principal{User: &ferry.User{ID: "bench-" + strconv.Itoa(i)}}
+		ps := make([]*ferry.Principal, users)
+		for i := range ps {
+			ps[i] = &ferry.Principal{User: &ferry.User{ID: "bench-" + strconv.Itoa(i)}}
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			t, err := a.Admit(ctx, Request{Principal: users[i/1000], Provider: "anthropic", Tokens: 200})
+			t, err := a.Admit(ctx, Request{Principal: ps[i%users], Provider: "anthropic", Tokens: 200})
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := t.Done(ctx, 350); err != nil {
+			t.Done(350)
+		}
+		if err := a.Settled(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The yardstick: one bare round trip to the same Redis.
+	b.Run("redis/ping", func(b *testing.B) {
+		rdb := limittest.Redis(b)
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if err := rdb.Ping(ctx).Err(); err != nil {
 				b.Fatal(err)
 			}
 		}
-	}
-	b.Run("memory", func(b *testing.B) { run(b, NewMemoryRates(time.Minute, nil)) })
-	b.Run("redis", func(b *testing.B) {
-		rdb := limittest.Redis(b)
-		run(b, NewRedisRates(rdb, limittest.Prefix(b, rdb), time.Minute, nil))
 	})
+	for _, users := range []struct {
+		name string
+		n    int
+	}{{"users", 64}, {"one-user", 1}} {
+		b.Run("memory/"+users.name, func(b *testing.B) { run(b, NewMemoryRates(time.Minute, nil), users.n) })
+		b.Run("redis/"+users.name, func(b *testing.B) {
+			rdb := limittest.Redis(b)
+			run(b, NewRedisRates(rdb, limittest.Prefix(b, rdb), time.Minute, nil), users.n)
+		})
+	}
 }

@@ -14,7 +14,8 @@ import (
 // RedisRates is a Rates kept in Redis, exact across every instance sharing
 // it: each bucket is a sorted set of the calls in its window, scored by
 // when they started on Redis's own clock (instances' clocks may differ),
-// and one script trims, checks and counts every bucket of a call at once.
+// with the sum of their tokens beside it, and one script trims, checks and
+// counts every bucket of a call at once.
 //
 // Should Redis not answer, it fails open to a count of its own in this
 // process's memory: the limits then hold per instance rather than across
@@ -52,36 +53,58 @@ func NewRedisRates(rdb redis.UniversalClient, prefix string, window time.Duratio
 		fallback: NewMemoryRates(window, nil), local: make(map[string]struct{})}
 }
 
-// takeScript trims every bucket (KEYS) to the window, decides, and counts
-// the call in all of them or in none. ARGV: the window in ms, the member
-// ("<tokens>:<id>"), the tokens, then each bucket's RPM and TPM. It
-// returns whether the call was refused (1: by calls, 2: by tokens), the
-// milliseconds until it would fit, and for each bucket its calls, tokens
-// and the milliseconds until its oldest call leaves the window.
+// Each bucket is two keys: a sorted set of the calls in the window, whose
+// members are "<tokens>:<call id>" scored by when the call was counted (ms
+// on Redis's clock), and beside it the sum of those members' tokens, kept
+// as calls enter and leave, so that a call costs O(log n) in its bucket's
+// calls rather than a read of all of them. Only a refusal by tokens reads
+// the whole set, to find when enough will have left.
+
+// takeScript trims every bucket (KEYS: each one's set, then its sum) to the
+// window, decides, and counts the call in all of them or in none. ARGV:
+// the window in ms, the member, the tokens, then each bucket's RPM and
+// TPM. It returns whether the call was refused (1: by calls, 2: by
+// tokens), the milliseconds until it would fit, and for each bucket its
+// calls, tokens and the milliseconds until its oldest call leaves the
+// window.
 var takeScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
 local cost = tonumber(ARGV[3])
+local function tokens(m) return tonumber(string.match(m, '^(%d+):')) end
 local refused, wait = 0, 0
-local calls, tokens, logs = {}, {}, {}
-for i = 1, #KEYS do
-	redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-	local log = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
-	local n, used = #log / 2, 0
-	for j = 1, #log, 2 do
-		used = used + tonumber(string.match(log[j], '^(%d+):'))
+local calls, used, oldest = {}, {}, {}
+for i = 1, #KEYS / 2 do
+	local set, sum = KEYS[2 * i - 1], KEYS[2 * i]
+	local u = tonumber(redis.call('GET', sum) or '0')
+	local gone = redis.call('ZRANGEBYSCORE', set, '-inf', now - window)
+	if #gone > 0 then
+		for _, m in ipairs(gone) do u = u - tokens(m) end
+		redis.call('ZREMRANGEBYSCORE', set, '-inf', now - window)
 	end
-	calls[i], tokens[i], logs[i] = n, used, log
+	local n = redis.call('ZCARD', set)
+	if n == 0 then
+		u = 0
+		redis.call('DEL', sum)
+	elseif #gone > 0 then
+		redis.call('SET', sum, u, 'KEEPTTL')
+	end
+	calls[i], used[i], oldest[i] = n, u, window
+	if n > 0 then
+		oldest[i] = tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2]) + window - now
+	end
 	local rpm, tpm = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
 	if rpm > 0 and n + 1 > rpm then
-		local w = tonumber(log[2 * (n - rpm + 1)]) + window - now
+		-- The call fits once all but rpm-1 of the counted ones left.
+		local w = tonumber(redis.call('ZRANGE', set, n - rpm, n - rpm, 'WITHSCORES')[2]) + window - now
 		if w > wait then refused, wait = 1, w end
 	end
-	if tpm > 0 and used + cost > tpm then
+	if tpm > 0 and u + cost > tpm then
+		local log = redis.call('ZRANGE', set, 0, -1, 'WITHSCORES')
 		for j = 1, #log, 2 do
-			used = used - tonumber(string.match(log[j], '^(%d+):'))
-			if used + cost <= tpm then
+			u = u - tokens(log[j])
+			if u + cost <= tpm then
 				local w = tonumber(log[j + 1]) + window - now
 				if w > wait then refused, wait = 2, w end
 				break
@@ -90,47 +113,62 @@ for i = 1, #KEYS do
 	end
 end
 local out = {refused, wait}
-for i = 1, #KEYS do
+for i = 1, #KEYS / 2 do
 	if refused == 0 then
-		redis.call('ZADD', KEYS[i], now, ARGV[2])
-		redis.call('PEXPIRE', KEYS[i], window)
-		calls[i], tokens[i] = calls[i] + 1, tokens[i] + cost
+		local set, sum = KEYS[2 * i - 1], KEYS[2 * i]
+		redis.call('ZADD', set, now, ARGV[2])
+		redis.call('INCRBY', sum, cost)
+		redis.call('PEXPIRE', set, window)
+		redis.call('PEXPIRE', sum, window)
+		calls[i], used[i] = calls[i] + 1, used[i] + cost
 	end
-	local oldest = window
-	if #logs[i] > 0 then oldest = tonumber(logs[i][2]) + window - now end
 	out[#out + 1] = calls[i]
-	out[#out + 1] = tokens[i]
-	out[#out + 1] = oldest
+	out[#out + 1] = used[i]
+	out[#out + 1] = oldest[i]
 end
 return out
 `)
 
-// settleScript puts the member ARGV[3] in place of ARGV[2] in every bucket,
-// with the same score, or only removes ARGV[2] when ARGV[3] is empty; where
+// settleScript puts the member ARGV[3] in place of ARGV[2] in every bucket
+// (KEYS as takeScript's), with the same score, or only removes ARGV[2]
+// when ARGV[3] is empty, moving the bucket's sum by the difference; where
 // the call already left the window, it adds ARGV[3] now when ARGV[4] is
-// "1" (it used tokens). ARGV[1] is the window in ms.
+// "1" (it used tokens). ARGV[1] is the window in ms, ARGV[5] and ARGV[6]
+// the tokens of ARGV[2] and ARGV[3].
 var settleScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, #KEYS do
-	local score = redis.call('ZSCORE', KEYS[i], ARGV[2])
+local was, used = tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = 1, #KEYS / 2 do
+	local set, sum = KEYS[2 * i - 1], KEYS[2 * i]
+	local score = redis.call('ZSCORE', set, ARGV[2])
+	local add = 0
 	if score then
-		redis.call('ZREM', KEYS[i], ARGV[2])
+		redis.call('ZREM', set, ARGV[2])
+		add = -was
 		if ARGV[3] ~= '' then
-			redis.call('ZADD', KEYS[i], score, ARGV[3])
+			redis.call('ZADD', set, score, ARGV[3])
+			add = add + used
 		end
 	elseif ARGV[4] == '1' then
-		redis.call('ZADD', KEYS[i], now, ARGV[3])
-		redis.call('PEXPIRE', KEYS[i], ARGV[1])
+		redis.call('ZADD', set, now, ARGV[3])
+		redis.call('PEXPIRE', set, ARGV[1])
+		add = used
+	end
+	if add ~= 0 then
+		redis.call('INCRBY', sum, add)
+		if redis.call('PTTL', sum) < 0 then redis.call('PEXPIRE', sum, ARGV[1]) end
 	end
 end
 return 0
 `)
 
+// keys are each bucket's set and sum, in the scripts' order.
 func (r *RedisRates) keys(buckets []Bucket) []string {
-	keys := make([]string, len(buckets))
-	for i, b := range buckets {
-		keys[i] = r.prefix + b.Key
+	keys := make([]string, 0, 2*len(buckets))
+	for _, b := range buckets {
+		set := r.prefix + b.Key
+		keys = append(keys, set, set+":tokens")
 	}
 	return keys
 }
@@ -201,7 +239,8 @@ func (r *RedisRates) Settle(ctx context.Context, id string, buckets []Bucket, es
 	if used >= 0 {
 		now = member(used, id)
 	}
-	err := settleScript.Run(ctx, r.rdb, r.keys(buckets), r.window.Milliseconds(), member(estimated, id), now, addLate).Err()
+	err := settleScript.Run(ctx, r.rdb, r.keys(buckets), r.window.Milliseconds(), member(estimated, id), now, addLate,
+		estimated, max(used, 0)).Err()
 	if err != nil {
 		r.outage(err)
 		return fmt.Errorf("limit: settle: %w", err)

@@ -244,6 +244,86 @@ func TestRedisRatesSharedExactly(t *testing.T) {
 	}
 }
 
+// TestRedisRatesSumFollowsCalls: the token sum kept beside each bucket's
+// calls is always the sum of their tokens, as calls are taken, settled up
+// and down, forgotten, and leave the window.
+func TestRedisRatesSumFollowsCalls(t *testing.T) {
+	rdb := limittest.Redis(t)
+	prefix := limittest.Prefix(t, rdb)
+	window := 300 * time.Millisecond
+	r := NewRedisRates(rdb, prefix, window, nil)
+	ctx := context.Background()
+	b := []Bucket{{Key: "u:sum", RPM: 1000, TPM: 1_000_000}, {Key: "k:sum", RPM: 1000, TPM: 1_000_000}}
+	check := func(step string) {
+		t.Helper()
+		for _, bk := range b {
+			set := prefix + bk.Key
+			members, err := rdb.ZRange(ctx, set, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want int64
+			for _, m := range members {
+				var n int64
+				fmt.Sscanf(m, "%d:", &n)
+				want += n
+			}
+			got, err := rdb.Get(ctx, set+":tokens").Int64()
+			if err == redis.Nil && len(members) == 0 {
+				continue // both gone with the window
+			}
+			if err != nil || got != want {
+				t.Fatalf("%s: %s's sum %d (%v), its %d calls hold %d", step, bk.Key, got, err, len(members), want)
+			}
+		}
+	}
+	for round := range 3 {
+		for i := range 12 {
+			id := fmt.Sprintf("r%d-%d", round, i)
+			est := int64(10 + i)
+			if _, err := r.Take(ctx, id, b, est); err != nil {
+				t.Fatal(err)
+			}
+			check("take " + id)
+			switch i % 4 {
+			case 0: // used more
+				err := r.Settle(ctx, id, b, est, est*3)
+				if err != nil {
+					t.Fatal(err)
+				}
+			case 1: // used less
+				if err := r.Settle(ctx, id, b, est, 1); err != nil {
+					t.Fatal(err)
+				}
+			case 2: // never ran
+				if err := r.Settle(ctx, id, b, est, -1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check("settle " + id)
+			time.Sleep(window / 10)
+		}
+		// The first calls have left the window; one settled now comes back.
+		if err := r.Settle(ctx, fmt.Sprintf("r%d-3", round), b, 13, 40); err != nil {
+			t.Fatal(err)
+		}
+		check("late settle")
+		if _, err := r.Take(ctx, fmt.Sprintf("r%d-trim", round), b, 5); err != nil {
+			t.Fatal(err)
+		}
+		check("trim")
+	}
+	time.Sleep(window + 50*time.Millisecond)
+	st, err := r.Take(ctx, "after", b, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("after the window")
+	if st.RemainingCalls != 999 {
+		t.Errorf("after the window: %d calls remain, want 999", st.RemainingCalls)
+	}
+}
+
 // TestRedisRatesDown: with Redis gone, limits fail open to a count of the
 // instance's own, which still holds, and the outage is logged once.
 func TestRedisRatesDown(t *testing.T) {

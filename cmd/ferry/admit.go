@@ -79,12 +79,7 @@ func admit(a *limit.Admission, waited func(time.Duration)) chat.Admit {
 			waited(t.Waited)
 		}
 		return func(res *chat.Result) {
-			// The call has ended, its client perhaps gone: the correction
-			// must not inherit a cancellation, nor wait long on Redis
-			// (which, failing, has said so in the log already).
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			t.Done(ctx, int64(res.Usage.InputTokens+res.Usage.OutputTokens))
+			t.Done(int64(res.Usage.InputTokens + res.Usage.OutputTokens))
 		}, nil
 	}
 }

@@ -314,6 +314,11 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	case <-ctx.Done():
 	}
 	shutdown(log, cfg, srv, served, handlers, chatSvc, markStopping, drain)
+	// The last calls' corrections of the rate counts reach Redis before
+	// its client closes.
+	settled, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	adm.Settled(settled)
 	return nil
 }
 
