@@ -52,6 +52,7 @@ type analyzeInput struct {
 	Question       string `query:"question" maxLength:"200000" doc:"The question about the document; the form field question wins. Default: 请总结这份文档的主要内容."`
 	Model          string `query:"model" maxLength:"200" doc:"provider/model or a bare name, as in /ai/chat/stream; the form field wins."`
 	ConversationID string `query:"conversation_id" maxLength:"64" doc:"Continue this conversation; the form field wins."`
+	Cache          string `query:"cache" enum:"true,false" doc:"false: neither answer from the answer cache nor store this answer in it (see FERRY_CACHE_TTL); the form field wins. Default true."`
 	ContentType    string `header:"Content-Type"`
 	RawBody        []byte `contentType:"multipart/form-data"`
 }
@@ -61,6 +62,7 @@ type analyzeForm struct {
 	file                                      []byte
 	filename                                  string
 	question, model, conversationID, password string
+	cache                                     string // "", "true" or "false"
 }
 
 // analyzeOperation is /analyze/pdf: its body is a multipart form whose
@@ -88,6 +90,7 @@ func analyzeOperation(maxUpload int64) huma.Operation {
 				"model":           str("provider/model or a bare name; default FERRY_DEFAULT_MODEL."),
 				"conversation_id": str("Continue this conversation."),
 				"password":        str("The user or owner password of an encrypted PDF."),
+				"cache":           {Type: "string", Enum: []any{"true", "false"}, Description: "false: neither answer from the answer cache nor store this answer in it; wins over the query parameter. Default true."},
 			}}}}},
 		Responses: map[string]*huma.Response{"200": {Description: "An event stream, as /ai/chat/stream's.",
 			Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}},
@@ -109,7 +112,7 @@ func handleAnalyzePDF(s *server, c *chat.Service) func(context.Context, *analyze
 			return nil, err
 		}
 		turn, err := c.Prepare(ctx, principal(ctx), chat.Request{Message: f.question, Model: f.model,
-			ConversationID: f.conversationID, Endpoint: "/analyze/pdf", Document: doc})
+			ConversationID: f.conversationID, Endpoint: "/analyze/pdf", Document: doc, NoCache: f.cache == "false"})
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +188,7 @@ func readAnalyzeForm(in *analyzeInput) (*analyzeForm, error) {
 		return nil, &ferry.Error{Code: ferry.UnsupportedMediaType, Fields: map[string]string{"body": "not multipart/form-data"},
 			Message: "send the PDF as multipart/form-data, in the field file (curl -F file=@doc.pdf)"}
 	}
-	f := &analyzeForm{question: in.Question, model: in.Model, conversationID: in.ConversationID}
+	f := &analyzeForm{question: in.Question, model: in.Model, conversationID: in.ConversationID, cache: in.Cache}
 	mr := multipart.NewReader(bytes.NewReader(in.RawBody), params["boundary"])
 	seen := map[string]bool{}
 	for {
@@ -211,9 +214,10 @@ func readAnalyzeForm(in *analyzeInput) (*analyzeForm, error) {
 			f.filename = part.FileName()
 			continue
 		}
-		dst := map[string]*string{"question": &f.question, "model": &f.model, "conversation_id": &f.conversationID, "password": &f.password}[name]
+		dst := map[string]*string{"question": &f.question, "model": &f.model, "conversation_id": &f.conversationID,
+			"password": &f.password, "cache": &f.cache}[name]
 		if dst == nil {
-			return nil, ferry.InvalidField(name, "unknown field: send file, question, model, conversation_id and password")
+			return nil, ferry.InvalidField(name, "unknown field: send file, question, model, conversation_id, password and cache")
 		}
 		v, err := io.ReadAll(io.LimitReader(part, maxFieldBytes+1))
 		switch {
@@ -233,6 +237,9 @@ func readAnalyzeForm(in *analyzeInput) (*analyzeForm, error) {
 		return nil, ferry.InvalidField("file", "required: the PDF, as a file field of the form (curl -F file=@doc.pdf)")
 	case len(f.file) == 0:
 		return nil, ferry.InvalidField("file", "the file is empty: send a PDF")
+	}
+	if f.cache != "" && f.cache != "true" && f.cache != "false" {
+		return nil, ferry.InvalidField("cache", "true or false")
 	}
 	if strings.TrimSpace(f.question) == "" {
 		f.question = defaultQuestion

@@ -278,6 +278,45 @@ func checkDocumentSent(t *testing.T, provider string, up *llmtest.Request, file 
 // Anthropic, no text layer for a model that reads only text, and too
 // large (413 from Content-Length before the body is read, naming
 // FERRY_MAX_UPLOAD_BYTES). What a model can read is not refused.
+// TestAnalyzePDFCache: the same PDF and question again is a cache hit;
+// cache=false, in the query or the form, asks the model again.
+func TestAnalyzePDFCache(t *testing.T) {
+	file := readSharedPDF(t, fourPages)
+	pdf, err := testPDFReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &chatEnv{gateway: newGateway(t, gatewayOptions{pdf: pdf, cache: answerStores()["memory"](t)})}
+	e.fake.SetScript(llmtest.Script{Deltas: []string{"A ", "summary."}})
+	for i, c := range []struct {
+		query  url.Values
+		fields map[string]string
+		want   string
+		calls  int
+		status int
+	}{
+		{nil, nil, "miss", 1, 200},
+		{nil, nil, "hit", 1, 200},
+		{url.Values{"cache": {"false"}}, nil, "miss", 2, 200},
+		{nil, map[string]string{"cache": "false"}, "miss", 3, 200},
+		{url.Values{"cache": {"false"}}, map[string]string{"cache": "true"}, "hit", 3, 200},
+		{nil, map[string]string{"cache": "no"}, "", 3, 400},
+	} {
+		resp := e.analyze(t, c.query, upload{filename: "four.pdf", file: file, fields: c.fields})
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != c.status || resp.Header.Get("X-Cache") != c.want {
+			t.Errorf("%d (query %v, form %v): %d, X-Cache %q; want %d, %q: %.300s", i, c.query, c.fields,
+				resp.StatusCode, resp.Header.Get("X-Cache"), c.status, c.want, b)
+		}
+		if c.status == 200 && !strings.Contains(string(b), `"done"`) {
+			t.Errorf("%d: no done event: %.300s", i, b)
+		}
+		if n := len(e.fake.Requests()); n != c.calls {
+			t.Errorf("%d: the upstream saw %d requests, want %d", i, n, c.calls)
+		}
+	}
+}
+
 func TestAnalyzePDFRefusals(t *testing.T) {
 	for _, engine := range storetest.Engines(t) {
 		t.Run(engine, func(t *testing.T) {

@@ -172,6 +172,31 @@ func TestAnswerCacheAPI(t *testing.T) {
 				if strings.Contains(string(e.fake.Last().Body), `"cache"`) {
 					t.Errorf(`"cache" reached the upstream: %s`, e.fake.Last().Body)
 				}
+
+				// Anthropic's Messages: a hit, then "cache": false, which
+				// stays in Ferry.
+				msgs := map[string]any{"model": "claude-sonnet-4-6", "max_tokens": 100, "stream": true,
+					"messages": []map[string]any{{"role": "user", "content": "what is a ferry?"}}}
+				for i, c := range []struct {
+					cache any
+					want  string
+					calls int
+				}{{nil, "miss", 6}, {nil, "hit", 6}, {false, "miss", 7}, {true, "hit", 7}} {
+					if c.cache != nil {
+						msgs["cache"] = c.cache
+					}
+					resp := e.post(t, ctx, "/v1/messages", e.key, msgs)
+					b, _ := io.ReadAll(resp.Body)
+					if got := resp.Header.Get("X-Cache"); resp.StatusCode != 200 || got != c.want || !strings.Contains(string(b), "event: message_stop") {
+						t.Errorf("messages %d (cache %v): %d, X-Cache %q; want %q: %.200s", i, c.cache, resp.StatusCode, got, c.want, b)
+					}
+					if n := upstream(); n != c.calls {
+						t.Errorf("messages %d (cache %v): upstream saw %d requests, want %d", i, c.cache, n, c.calls)
+					}
+				}
+				if strings.Contains(string(e.fake.Last().Body), `"cache"`) {
+					t.Errorf(`"cache" reached the upstream: %s`, e.fake.Last().Body)
+				}
 			})
 		}
 	}

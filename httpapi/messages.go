@@ -149,7 +149,7 @@ func handleMessages(s *server) func(context.Context, *messagesInput) (*huma.Stre
 		if err != nil {
 			return nil, err
 		}
-		call, err := s.svc.Chat.Start(ctx, principal(ctx), "/v1/messages", b.Model, req)
+		call, err := s.svc.Chat.Start(ctx, principal(ctx), "/v1/messages", b.Model, req, chat.UseCache(b.Cache == nil || *b.Cache))
 		if err != nil {
 			return nil, anthropicNames(err)
 		}

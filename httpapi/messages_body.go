@@ -35,6 +35,7 @@ type messagesBody struct {
 	TopK          *int              `json:"top_k,omitempty" minimum:"0" doc:"Anthropic and Ollama models; OpenAI's: a 400."`
 	StopSequences []string          `json:"stop_sequences,omitempty" doc:"Sequences that end the answer; Anthropic refuses ones of white space only."`
 	Metadata      *messagesMetadata `json:"metadata,omitempty"`
+	Cache         *bool             `json:"cache,omitempty" doc:"Ferry's own: false neither answers from the answer cache nor stores this answer in it (see FERRY_CACHE_TTL); never sent upstream."`
 
 	_ struct{} `json:"-" additionalProperties:"true"`
 }
@@ -72,7 +73,7 @@ func (messagesContent) Schema(huma.Registry) *huma.Schema {
 
 // messagesFields are the request fields messagesBody reads.
 var messagesFields = []string{"model", "max_tokens", "messages", "system", "stream", "temperature", "top_p", "top_k",
-	"stop_sequences", "metadata"}
+	"stop_sequences", "metadata", "cache"}
 
 // messagesInert are the Messages fields that change nothing in the
 // answer's text: every provider goes without them.
