@@ -3,9 +3,7 @@ package limit
 import (
 	"context"
 	"crypto/rand"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +19,6 @@ type Admission struct {
 	// Default are the limits of a user without an override; zero: none.
 	Default ferry.Limits
 	Queue   *Queue
-
-	// settling are the count corrections on their way to Rates (see
-	// Ticket.Done).
-	settling settling
 }
 
 // Request is a model call asking to be admitted.
@@ -65,10 +59,6 @@ func (a *Admission) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	}
 	if len(t.buckets) > 0 {
 		t.id, t.estimated = newCallID(), r.Tokens
-		// The caller's last calls' corrections count before this one.
-		if err := a.settling.wait(ctx, t.buckets); err != nil {
-			return nil, err
-		}
 		st, err := a.Rates.Take(ctx, t.id, t.buckets, r.Tokens)
 		if st.RPM > 0 || st.TPM > 0 {
 			Note(ctx, st)
@@ -94,11 +84,10 @@ func (a *Admission) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	return t, nil
 }
 
-// Done ends the call, which used tokens: its slot goes to the next waiter
-// at once, and its count is corrected from the estimate to what it used in
-// the background, off the path of the response that is ending (with Redis,
-// a round trip). The next Admit on this instance for the same user or key
-// waits for the correction, so a caller always meets its own usage.
+// Done ends the call, which used tokens: its slot goes to the next waiter,
+// and its count is corrected from the estimate to what it used. Neither
+// waits on the network: with Redis, the correction goes with this
+// instance's next call (see RedisRates.Settle).
 func (t *Ticket) Done(tokens int64) {
 	if t.release != nil {
 		t.release()
@@ -106,128 +95,22 @@ func (t *Ticket) Done(tokens int64) {
 	t.settle(tokens)
 }
 
-// settleTimeout bounds a correction's wait on Rates (Redis, failing, has
-// said so in the log already).
-const settleTimeout = 2 * time.Second
-
 func (t *Ticket) settle(tokens int64) {
 	if len(t.buckets) == 0 {
 		return
 	}
-	a := t.a
-	done := a.settling.start(t.buckets)
-	go func() {
-		defer done()
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		defer cancel()
-		a.Rates.Settle(ctx, t.id, t.buckets, t.estimated, tokens)
-	}()
+	// A correction that fails is lost (Redis, failing, has said so in
+	// the log already): the call has ended, whoever waits on it.
+	t.a.Rates.Settle(context.Background(), t.id, t.buckets, t.estimated, tokens)
 }
 
-// Settled waits until every correction started has reached Rates, or ctx
-// ends: at shutdown.
-func (a *Admission) Settled(ctx context.Context) error {
-	return a.settling.all(ctx)
-}
-
-// settling tracks the corrections in flight per bucket key. A waiter waits
-// only for those started before it came: it seals the key's latest entry,
-// and later corrections start a new one, so a busy user's stream of ending
-// calls cannot hold its next call back.
-type settling struct {
-	mu    sync.Mutex
-	byKey map[string][]*inFlight // oldest first; only the last may be unsealed
-	total int
-	idle  chan struct{} // closed when total drops to zero; nil while none waits
-}
-
-type inFlight struct {
-	n      int
-	sealed bool
-	done   chan struct{}
-}
-
-// start records a correction of buckets; the returned func ends it.
-func (s *settling) start(buckets []Bucket) func() {
-	s.mu.Lock()
-	if s.byKey == nil {
-		s.byKey = make(map[string][]*inFlight)
-	}
-	mine := make([]*inFlight, len(buckets))
-	for i, b := range buckets {
-		list := s.byKey[b.Key]
-		if len(list) == 0 || list[len(list)-1].sealed {
-			list = append(list, &inFlight{done: make(chan struct{})})
-			s.byKey[b.Key] = list
-		}
-		f := list[len(list)-1]
-		f.n++
-		mine[i] = f
-	}
-	s.total++
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for i, f := range mine {
-			if f.n--; f.n > 0 {
-				continue
-			}
-			close(f.done)
-			key := buckets[i].Key
-			list := slices.DeleteFunc(s.byKey[key], func(g *inFlight) bool { return g == f })
-			if len(list) == 0 {
-				delete(s.byKey, key)
-			} else {
-				s.byKey[key] = list
-			}
-		}
-		if s.total--; s.total == 0 && s.idle != nil {
-			close(s.idle)
-			s.idle = nil
-		}
-	}
-}
-
-// wait waits for the corrections of buckets in flight now.
-func (s *settling) wait(ctx context.Context, buckets []Bucket) error {
-	s.mu.Lock()
-	var waits []chan struct{}
-	for _, b := range buckets {
-		for _, f := range s.byKey[b.Key] {
-			f.sealed = true
-			waits = append(waits, f.done)
-		}
-	}
-	s.mu.Unlock()
-	for _, w := range waits {
-		select {
-		case <-w:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// Flush sends the count corrections still waiting to go with a call: at
+// shutdown.
+func (a *Admission) Flush(ctx context.Context) error {
+	if f, ok := a.Rates.(interface{ Flush(context.Context) error }); ok {
+		return f.Flush(ctx)
 	}
 	return nil
-}
-
-// all waits until no correction is in flight.
-func (s *settling) all(ctx context.Context) error {
-	s.mu.Lock()
-	if s.total == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	if s.idle == nil {
-		s.idle = make(chan struct{})
-	}
-	idle := s.idle
-	s.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // buckets are the counts a call by p goes against: always its user's, under

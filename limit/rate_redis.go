@@ -35,6 +35,10 @@ type RedisRates struct {
 	// local remembers the calls taken from the fallback, so that they are
 	// settled where they were counted.
 	local map[string]struct{}
+	// pending are the corrections waiting to go with the next call, flush
+	// the timer that sends them alone if none comes.
+	pending []correction
+	flush   *time.Timer
 }
 
 var _ Rates = (*RedisRates)(nil)
@@ -60,44 +64,85 @@ func NewRedisRates(rdb redis.UniversalClient, prefix string, window time.Duratio
 // calls rather than a read of all of them. Only a refusal by tokens reads
 // the whole set, to find when enough will have left.
 
-// takeScript trims every bucket (KEYS: each one's set, then its sum) to the
-// window, decides, and counts the call in all of them or in none. ARGV:
-// the window in ms, the member, the tokens, then each bucket's RPM and
-// TPM. It returns whether the call was refused (1: by calls, 2: by
-// tokens), the milliseconds until it would fit, and for each bucket its
-// calls, tokens and the milliseconds until its oldest call leaves the
-// window.
-var takeScript = redis.NewScript(`
+// countScript first applies the corrections of calls that have ended
+// (Settle queues them, so that they ride along with the next call's round
+// trip instead of making one of their own), then, if it is given one,
+// decides a call and counts it in all its buckets or in none.
+//
+// ARGV[1] is the window in ms and ARGV[2] the number of corrections; each
+// correction is then six arguments: how many buckets it has, the member
+// the call was counted as, the member it becomes (” to forget the call),
+// '1' to count the new member now if the call has left the window, and
+// the two members' tokens. A correction that was already applied changes
+// nothing. The call, if any, follows: its member and tokens, then each of
+// its buckets' RPM and TPM. KEYS are the corrections' buckets, then the
+// call's, each as its set and its sum.
+//
+// It returns whether the call was refused (1: by calls, 2: by tokens), the
+// milliseconds until it would fit, and for each of its buckets the calls,
+// the tokens and the milliseconds until its oldest call leaves the window.
+var countScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
-local cost = tonumber(ARGV[3])
 local function tokens(m) return tonumber(string.match(m, '^(%d+):')) end
+local k, a = 1, 3
+for _ = 1, tonumber(ARGV[2]) do
+	local old, new, late = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+	local was, used = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+	for _ = 1, tonumber(ARGV[a]) do
+		local set, sum = KEYS[k], KEYS[k + 1]
+		local score = redis.call('ZSCORE', set, old)
+		local add = 0
+		if score then
+			redis.call('ZREM', set, old)
+			add = -was
+			if new ~= '' then
+				redis.call('ZADD', set, score, new)
+				add = add + used
+			end
+		elseif late == '1' and not redis.call('ZSCORE', set, new) then
+			redis.call('ZADD', set, now, new)
+			redis.call('PEXPIRE', set, window)
+			add = used
+		end
+		if add ~= 0 then
+			redis.call('INCRBY', sum, add)
+			if redis.call('PTTL', sum) < 0 then redis.call('PEXPIRE', sum, window) end
+		end
+		k = k + 2
+	end
+	a = a + 6
+end
+if a > #ARGV then return {0, 0} end
+local member, cost = ARGV[a], tonumber(ARGV[a + 1])
+a = a + 2
+local first, n = k, (#KEYS - k + 1) / 2
 local refused, wait = 0, 0
 local calls, used, oldest = {}, {}, {}
-for i = 1, #KEYS / 2 do
-	local set, sum = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 1, n do
+	local set, sum = KEYS[first + 2 * i - 2], KEYS[first + 2 * i - 1]
 	local u = tonumber(redis.call('GET', sum) or '0')
-	local gone = redis.call('ZRANGEBYSCORE', set, '-inf', now - window)
-	if #gone > 0 then
-		for _, m in ipairs(gone) do u = u - tokens(m) end
+	local c = redis.call('ZCARD', set)
+	local head = c > 0 and tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2])
+	if head and head <= now - window then
+		for _, m in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now - window)) do u = u - tokens(m) end
 		redis.call('ZREMRANGEBYSCORE', set, '-inf', now - window)
+		c = redis.call('ZCARD', set)
+		head = c > 0 and tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2])
+		if c == 0 then
+			u = 0
+			redis.call('DEL', sum)
+		else
+			redis.call('SET', sum, u, 'KEEPTTL')
+		end
 	end
-	local n = redis.call('ZCARD', set)
-	if n == 0 then
-		u = 0
-		redis.call('DEL', sum)
-	elseif #gone > 0 then
-		redis.call('SET', sum, u, 'KEEPTTL')
-	end
-	calls[i], used[i], oldest[i] = n, u, window
-	if n > 0 then
-		oldest[i] = tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2]) + window - now
-	end
-	local rpm, tpm = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-	if rpm > 0 and n + 1 > rpm then
+	calls[i], used[i], oldest[i] = c, u, window
+	if head then oldest[i] = head + window - now end
+	local rpm, tpm = tonumber(ARGV[a + 2 * i - 2]), tonumber(ARGV[a + 2 * i - 1])
+	if rpm > 0 and c + 1 > rpm then
 		-- The call fits once all but rpm-1 of the counted ones left.
-		local w = tonumber(redis.call('ZRANGE', set, n - rpm, n - rpm, 'WITHSCORES')[2]) + window - now
+		local w = tonumber(redis.call('ZRANGE', set, c - rpm, c - rpm, 'WITHSCORES')[2]) + window - now
 		if w > wait then refused, wait = 1, w end
 	end
 	if tpm > 0 and u + cost > tpm then
@@ -113,10 +158,10 @@ for i = 1, #KEYS / 2 do
 	end
 end
 local out = {refused, wait}
-for i = 1, #KEYS / 2 do
+for i = 1, n do
 	if refused == 0 then
-		local set, sum = KEYS[2 * i - 1], KEYS[2 * i]
-		redis.call('ZADD', set, now, ARGV[2])
+		local set, sum = KEYS[first + 2 * i - 2], KEYS[first + 2 * i - 1]
+		redis.call('ZADD', set, now, member)
 		redis.call('INCRBY', sum, cost)
 		redis.call('PEXPIRE', set, window)
 		redis.call('PEXPIRE', sum, window)
@@ -129,43 +174,42 @@ end
 return out
 `)
 
-// settleScript puts the member ARGV[3] in place of ARGV[2] in every bucket
-// (KEYS as takeScript's), with the same score, or only removes ARGV[2]
-// when ARGV[3] is empty, moving the bucket's sum by the difference; where
-// the call already left the window, it adds ARGV[3] now when ARGV[4] is
-// "1" (it used tokens). ARGV[1] is the window in ms, ARGV[5] and ARGV[6]
-// the tokens of ARGV[2] and ARGV[3].
-var settleScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local was, used = tonumber(ARGV[5]), tonumber(ARGV[6])
-for i = 1, #KEYS / 2 do
-	local set, sum = KEYS[2 * i - 1], KEYS[2 * i]
-	local score = redis.call('ZSCORE', set, ARGV[2])
-	local add = 0
-	if score then
-		redis.call('ZREM', set, ARGV[2])
-		add = -was
-		if ARGV[3] ~= '' then
-			redis.call('ZADD', set, score, ARGV[3])
-			add = add + used
-		end
-	elseif ARGV[4] == '1' then
-		redis.call('ZADD', set, now, ARGV[3])
-		redis.call('PEXPIRE', set, ARGV[1])
-		add = used
-	end
-	if add ~= 0 then
-		redis.call('INCRBY', sum, add)
-		if redis.call('PTTL', sum) < 0 then redis.call('PEXPIRE', sum, ARGV[1]) end
-	end
-end
-return 0
-`)
+// correction is a Settle waiting to be applied by countScript.
+type correction struct {
+	buckets  []Bucket
+	old, new string // new "": forget the call
+	late     bool   // count new now if the call has left the window
+	was, now int64  // old's and new's tokens
+}
 
-// keys are each bucket's set and sum, in the scripts' order.
-func (r *RedisRates) keys(buckets []Bucket) []string {
-	keys := make([]string, 0, 2*len(buckets))
+// settleDelay is how long a correction waits for a call to ride along
+// with before it is sent alone.
+const settleDelay = 10 * time.Millisecond
+
+// script returns countScript's keys and arguments for the corrections
+// cs and, when buckets is not nil, the call id.
+func (r *RedisRates) script(cs []correction, id string, buckets []Bucket, tokens int64) (keys []string, args []any) {
+	args = append(args, r.window.Milliseconds(), len(cs))
+	for _, c := range cs {
+		keys = r.appendKeys(keys, c.buckets)
+		late := "0"
+		if c.late {
+			late = "1"
+		}
+		args = append(args, len(c.buckets), c.old, c.new, late, c.was, c.now)
+	}
+	if buckets != nil {
+		keys = r.appendKeys(keys, buckets)
+		args = append(args, member(tokens, id), tokens)
+		for _, b := range buckets {
+			args = append(args, b.RPM, b.TPM)
+		}
+	}
+	return keys, args
+}
+
+// appendKeys appends each bucket's set and sum, in countScript's order.
+func (r *RedisRates) appendKeys(keys []string, buckets []Bucket) []string {
 	for _, b := range buckets {
 		set := r.prefix + b.Key
 		keys = append(keys, set, set+":tokens")
@@ -183,17 +227,17 @@ func (r *RedisRates) Take(ctx context.Context, id string, buckets []Bucket, toke
 	if r.skip() {
 		return r.takeLocal(ctx, id, buckets, tokens)
 	}
-	args := make([]any, 0, 3+2*len(buckets))
-	args = append(args, r.window.Milliseconds(), member(tokens, id), tokens)
-	for _, b := range buckets {
-		args = append(args, b.RPM, b.TPM)
-	}
-	v, err := takeScript.Run(ctx, r.rdb, r.keys(buckets), args...).Int64Slice()
+	cs := r.corrections()
+	keys, args := r.script(cs, id, buckets, tokens)
+	v, err := countScript.Run(ctx, r.rdb, keys, args...).Int64Slice()
 	if err == nil && len(v) != 2+3*len(buckets) {
 		err = fmt.Errorf("unexpected answer %v", v)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
+			// Redis is well; the corrections go with the next call (a
+			// second application changes nothing).
+			r.requeue(cs)
 			return Status{}, ctx.Err()
 		}
 		r.outage(err)
@@ -212,12 +256,16 @@ func (r *RedisRates) Take(ctx context.Context, id string, buckets []Bucket, toke
 	return st, nil
 }
 
-// Settle implements Rates.
+// Settle implements Rates. The correction is not sent at once: it goes
+// with the next call this instance counts, in the same round trip, or
+// after settleDelay on its own if no call comes; so this instance's next
+// call always meets it, and the other instances' within settleDelay.
 func (r *RedisRates) Settle(ctx context.Context, id string, buckets []Bucket, estimated, used int64) error {
 	estimated = cost(buckets, estimated)
 	r.mu.Lock()
 	_, local := r.local[id]
 	delete(r.local, id)
+	down := r.down
 	r.mu.Unlock()
 	if local {
 		return r.fallback.Settle(ctx, id, buckets, estimated, used)
@@ -225,23 +273,58 @@ func (r *RedisRates) Settle(ctx context.Context, id string, buckets []Bucket, es
 	if estimated == used {
 		return nil
 	}
-	r.mu.Lock()
-	down := r.down
-	r.mu.Unlock()
 	if down {
 		// Take has said so in the log; the correction is lost.
 		return fmt.Errorf("limit: settle: Redis is not answering")
 	}
-	addLate, now := "0", ""
-	if used > 0 {
-		addLate = "1"
-	}
+	c := correction{buckets: buckets, old: member(estimated, id), late: used > 0, was: estimated, now: max(used, 0)}
 	if used >= 0 {
-		now = member(used, id)
+		c.new = member(used, id)
 	}
-	err := settleScript.Run(ctx, r.rdb, r.keys(buckets), r.window.Milliseconds(), member(estimated, id), now, addLate,
-		estimated, max(used, 0)).Err()
-	if err != nil {
+	r.requeue([]correction{c})
+	return nil
+}
+
+// requeue adds cs to the corrections the next call carries, and makes sure
+// they are sent within settleDelay if none comes.
+func (r *RedisRates) requeue(cs []correction) {
+	if len(cs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, cs...)
+	if r.flush == nil {
+		r.flush = time.AfterFunc(settleDelay, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			r.Flush(ctx)
+		})
+	}
+}
+
+// corrections takes the corrections waiting to be sent.
+func (r *RedisRates) corrections() []correction {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cs := r.pending
+	r.pending = nil
+	if r.flush != nil {
+		r.flush.Stop()
+		r.flush = nil
+	}
+	return cs
+}
+
+// Flush sends the corrections waiting for a call: at shutdown, or when
+// none came within settleDelay.
+func (r *RedisRates) Flush(ctx context.Context) error {
+	cs := r.corrections()
+	if len(cs) == 0 {
+		return nil
+	}
+	keys, args := r.script(cs, "", nil, 0)
+	if err := countScript.Run(ctx, r.rdb, keys, args...).Err(); err != nil {
 		r.outage(err)
 		return fmt.Errorf("limit: settle: %w", err)
 	}

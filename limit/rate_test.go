@@ -256,6 +256,9 @@ func TestRedisRatesSumFollowsCalls(t *testing.T) {
 	b := []Bucket{{Key: "u:sum", RPM: 1000, TPM: 1_000_000}, {Key: "k:sum", RPM: 1000, TPM: 1_000_000}}
 	check := func(step string) {
 		t.Helper()
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
 		for _, bk := range b {
 			set := prefix + bk.Key
 			members, err := rdb.ZRange(ctx, set, 0, -1).Result()
@@ -303,11 +306,14 @@ func TestRedisRatesSumFollowsCalls(t *testing.T) {
 			check("settle " + id)
 			time.Sleep(window / 10)
 		}
-		// The first calls have left the window; one settled now comes back.
-		if err := r.Settle(ctx, fmt.Sprintf("r%d-3", round), b, 13, 40); err != nil {
-			t.Fatal(err)
+		// The first calls have left the window; one settled now comes back,
+		// once: a correction applied twice changes nothing.
+		for range 2 {
+			if err := r.Settle(ctx, fmt.Sprintf("r%d-3", round), b, 13, 40); err != nil {
+				t.Fatal(err)
+			}
+			check("late settle")
 		}
-		check("late settle")
 		if _, err := r.Take(ctx, fmt.Sprintf("r%d-trim", round), b, 5); err != nil {
 			t.Fatal(err)
 		}
@@ -321,6 +327,56 @@ func TestRedisRatesSumFollowsCalls(t *testing.T) {
 	check("after the window")
 	if st.RemainingCalls != 999 {
 		t.Errorf("after the window: %d calls remain, want 999", st.RemainingCalls)
+	}
+}
+
+// TestRedisRatesCorrectionRidesAlong: a correction is not a round trip of
+// its own: the same instance's next call carries it, and meets it; with
+// no next call, it reaches the other instances within settleDelay.
+func TestRedisRatesCorrectionRidesAlong(t *testing.T) {
+	rdb := limittest.Redis(t)
+	prefix := limittest.Prefix(t, rdb)
+	ctx := context.Background()
+	here, there := NewRedisRates(rdb, prefix, time.Minute, nil), NewRedisRates(rdb, prefix, time.Minute, nil)
+	b := []Bucket{{Key: "u:rides", TPM: 1000}}
+	calls := func() int64 {
+		n, err := rdb.Get(ctx, prefix+"u:rides:tokens").Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := here.Take(ctx, "a", b, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := here.Settle(ctx, "a", b, 10, 900); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls(); n != 10 {
+		t.Fatalf("the correction was sent at once: %d tokens counted", n)
+	}
+	// The next call here is decided on 900, not 10.
+	if _, fe := take(t, here, "b", b, 200); fe == nil || !strings.Contains(fe.Message, "tokens") {
+		t.Fatalf("200 more after 900 of 1,000: %v, want refused by tokens", fe)
+	}
+	if n := calls(); n != 900 {
+		t.Errorf("after the next call: %d tokens counted, want 900", n)
+	}
+
+	// Alone, it is sent within settleDelay, for the other instances.
+	if _, err := here.Take(ctx, "c", b, 50); err != nil {
+		t.Fatal(err)
+	}
+	here.Settle(ctx, "c", b, 50, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for calls() != 901 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lone correction never arrived: %d tokens counted, want 901", calls())
+		}
+		time.Sleep(settleDelay / 2)
+	}
+	if st, fe := take(t, there, "d", b, 99); fe != nil || st.RemainingTkns != 0 {
+		t.Errorf("another instance, 99 more after 901: %+v, %v; want let through, none left", st, fe)
 	}
 }
 

@@ -316,9 +316,9 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 	shutdown(log, cfg, srv, served, handlers, chatSvc, markStopping, drain)
 	// The last calls' corrections of the rate counts reach Redis before
 	// its client closes.
-	settled, cancel := context.WithTimeout(context.Background(), time.Second)
+	flush, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	adm.Settled(settled)
+	adm.Flush(flush)
 	return nil
 }
 
