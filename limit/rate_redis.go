@@ -71,7 +71,7 @@ func NewRedisRates(rdb redis.UniversalClient, prefix string, window time.Duratio
 //
 // ARGV[1] is the window in ms and ARGV[2] the number of corrections; each
 // correction is then six arguments: how many buckets it has, the member
-// the call was counted as, the member it becomes (” to forget the call),
+// the call was counted as, the member it becomes (empty: forget the call),
 // '1' to count the new member now if the call has left the window, and
 // the two members' tokens. A correction that was already applied changes
 // nothing. The call, if any, follows: its member and tokens, then each of
