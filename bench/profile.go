@@ -222,5 +222,13 @@ func (b *bench) profileMemory(ctx context.Context, pprofURL, prefix, route strin
 		}
 		b.logf("  wrote %s", path)
 	}
+	// The heap profile as text ends with the runtime's MemStats: how the
+	// resident memory divides between live objects, free spans not yet
+	// returned, stacks and the runtime's own.
+	path := filepath.Join(b.cfg.profile, "memstats"+prefix+strings.ReplaceAll(route, "/", "_")+".txt")
+	if err := fetchTo(ctx, pprofURL+"/debug/pprof/heap?debug=1", path); err != nil {
+		return err
+	}
+	b.logf("  wrote %s", path)
 	return nil
 }

@@ -32,10 +32,13 @@ const stoppedReason = "stopped"
 // resumable runs a stored turn's stream: run generates it into the
 // answer's log, on a context of its own that the client leaving does not
 // cancel (chat bounds the call with FERRY_UPSTREAM_TIMEOUT, and the
-// server's draining and chat's Stop end it at shutdown), while this
-// request's client reads the log like any other. The handler returns once
-// the answer has ended, so that shutdown waits for it. As with stream, a
-// failure before the first event gets its own status.
+// server's draining and chat's Stop end it at shutdown). Clients that come
+// back read the log; the client that asked is written to directly, by the
+// same goroutine, which goes on generating once it has left (one
+// goroutine a stream, not two: a parked stream's memory is mostly its
+// goroutines' stacks). The handler returns once the answer has ended, so
+// that shutdown waits for it. As with stream, a failure before the first
+// event gets its own status.
 func (s *server) resumable(w http.ResponseWriter, r *http.Request, d dialect, turn *chat.Turn,
 	run func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error)) {
 	log := s.logs.Open(r.Context(), principal(r.Context()).User.ID, turn.ConversationID, turn.AssistantMessageID)
@@ -43,24 +46,53 @@ func (s *server) resumable(w http.ResponseWriter, r *http.Request, d dialect, tu
 	defer cancel(nil)
 	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
 	defer stop()
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		s.produce(ctx, log, d, run)
-	}()
-	s.follow(w, r, d, log.Cursor(0), true)
-	<-produced
+	s.produce(ctx, log, d, run, &asker{w: w, left: r.Context(), sw: newStreamWriter(w, d, s.opts.Keepalive)})
 }
 
-// produce runs the answer into log, in d's frames.
+// asker is the client that asked for an answer, while it is there.
+type asker struct {
+	w    http.ResponseWriter
+	left context.Context // done when the client has gone
+	sw   *streamWriter
+}
+
+// write sends frames, which the upstream has more after when more is
+// set; false when the client has gone.
+func (a *asker) write(frames []byte, more bool) bool {
+	if a.left.Err() != nil || a.sw.frames(frames, more) != nil {
+		a.sw.stop()
+		return false
+	}
+	return true
+}
+
+// end sends the last frames; early is the failure that ended the answer
+// before its first event, which gets its own status instead.
+func (a *asker) end(frames []byte, early error) {
+	if a.left.Err() != nil {
+		a.sw.stop()
+		return
+	}
+	var fe *ferry.Error
+	errors.As(early, &fe)
+	if !a.sw.finish(frames, fe) {
+		writeError(a.w, a.sw.d.errors(), fe)
+	}
+}
+
+// produce runs the answer into log, in d's frames, and to the client that
+// asked (nil: none) while it is there.
 func (s *server) produce(ctx context.Context, log *eventlog.Answer, d dialect,
-	run func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error)) {
+	run func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error), to *asker) {
 	buf := make([]byte, 0, 512)
 	texts := false
 	res, err := run(ctx, func(delta llm.Delta) error {
 		buf = d.text(buf[:0], delta, !texts)
 		texts = true
 		log.Append(buf)
+		if to != nil && !to.write(buf, delta.More) {
+			to = nil
+		}
 		return nil
 	})
 	if res == nil {
@@ -87,6 +119,9 @@ func (s *server) produce(ctx context.Context, log *eventlog.Answer, d dialect,
 		buf = d.done(buf[:0], res, texts)
 	}
 	log.End(buf, early)
+	if to != nil {
+		to.end(buf, early)
+	}
 	wctx, cancelWait := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancelWait()
 	log.Wait(wctx)
@@ -117,7 +152,7 @@ func (s *server) follow(w http.ResponseWriter, r *http.Request, d dialect, cur *
 			return
 		}
 		if !b.Done {
-			if sw.raw(b.Events) != nil {
+			if sw.frames(b.Events, false) != nil {
 				sw.stop()
 				return // the client left
 			}
@@ -142,15 +177,20 @@ func goneFrames(fe *ferry.Error) []byte {
 	return f.data(b, doneEvent{Done: true})
 }
 
-// raw writes whole frames and flushes them.
-func (sw *streamWriter) raw(b []byte) error {
+// frames writes whole frames, flushing them as text does a delta: at once
+// unless the upstream has already sent more (more), the first ones always.
+func (sw *streamWriter) frames(b []byte, more bool) error {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	if sw.err != nil {
 		return sw.err
 	}
+	first := !sw.texts
 	sw.texts = true
 	sw.buf = append(sw.buf, b...)
+	if more && !first && len(sw.buf) < 16<<10 {
+		return nil
+	}
 	return sw.flush()
 }
 
