@@ -40,13 +40,7 @@ func (in *instance) do(t testing.TB, ctx context.Context, path, bearer string, b
 func TestRateLimitsAcrossInstances(t *testing.T) {
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
-			n := 1
-			if engine == "postgres" {
-				if os.Getenv("FERRY_TEST_DATABASE_URL") == "" || os.Getenv("FERRY_TEST_REDIS_URL") == "" {
-					t.Skip("FERRY_TEST_DATABASE_URL and FERRY_TEST_REDIS_URL not both set: skipping the three-instance test")
-				}
-				n = 3
-			}
+			n := sharedInstances(t, engine, 3)
 			fake := llmtest.Start(t)
 			fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(3)})
 			env := withFake(engineEnv(t, engine), fake)
@@ -106,6 +100,20 @@ func TestRateLimitsAcrossInstances(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sharedInstances is how many instances a test of limits shared across
+// instances runs on engine: one on SQLite, n on PostgreSQL + Redis, which
+// it skips t without.
+func sharedInstances(t *testing.T, engine string, n int) int {
+	t.Helper()
+	if engine != "postgres" {
+		return 1
+	}
+	if os.Getenv("FERRY_TEST_DATABASE_URL") == "" || os.Getenv("FERRY_TEST_REDIS_URL") == "" {
+		t.Skipf("FERRY_TEST_DATABASE_URL and FERRY_TEST_REDIS_URL not both set: skipping the %d-instance test", n)
+	}
+	return n
 }
 
 // chatBody is a minimal chat request in path's wire format.

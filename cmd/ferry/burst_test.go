@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -28,13 +27,7 @@ import (
 func TestBurstAcrossInstances(t *testing.T) {
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
-			n := 1
-			if engine == "postgres" {
-				if os.Getenv("FERRY_TEST_DATABASE_URL") == "" || os.Getenv("FERRY_TEST_REDIS_URL") == "" {
-					t.Skip("FERRY_TEST_DATABASE_URL and FERRY_TEST_REDIS_URL not both set: skipping the five-instance burst")
-				}
-				n = 5
-			}
+			n := sharedInstances(t, engine, 5)
 			fake := llmtest.Start(t)
 			fake.SetScript(llmtest.Script{Deltas: llmtest.Deltas(5), Delay: 40 * time.Millisecond})
 			env := withFake(engineEnv(t, engine), fake)
