@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/llm"
@@ -125,13 +126,23 @@ func (p *Provider) Forward(ctx context.Context, n *Native, fn func(b []byte) err
 		return p.forwardWhole(ctx, resp.Body, fn)
 	}
 	// A line of Ollama's stream is a token and some metadata, a few hundred
-	// bytes; a larger buffer only costs memory per open stream.
-	buf := make([]byte, 2<<10)
+	// bytes. While it waits for the next one, a stream holds only a buffer
+	// of about a line (thousands may wait at once); when that fills with a
+	// line unfinished, what has come since is read on at once with a large
+	// pooled buffer, so that a burst leaves in few writes.
+	var small [512]byte
 	var pending []byte // a line begun but not ended, when it spans reads
 	t := tally{up: p.up}
 	for {
-		k, rerr := resp.Body.Read(buf)
-		chunk := buf[:k]
+		k, rerr := resp.Body.Read(small[:])
+		chunk := small[:k]
+		var large *[]byte
+		if rerr == nil && k == len(small) && small[k-1] != '\n' {
+			large = largeBufs.Get().(*[]byte)
+			b := append((*large)[:0], chunk...)
+			m, err := resp.Body.Read(b[len(b):cap(b)])
+			chunk, rerr = b[:len(b)+m], err
+		}
 		if len(pending) > 0 {
 			pending = append(pending, chunk...)
 			chunk = pending
@@ -155,6 +166,9 @@ func (p *Provider) Forward(ctx context.Context, n *Native, fn func(b []byte) err
 			return t.final(), p.up.EventError(errLineTooLong.Error(), errLineTooLong)
 		}
 		pending = append(pending[:0], rest...)
+		if large != nil {
+			largeBufs.Put(large) // fn copied what it kept; pending is a copy
+		}
 		if rerr != nil {
 			if ctx.Err() != nil {
 				return t.final(), llm.ContextError(ctx, p.Name())
@@ -163,6 +177,10 @@ func (p *Provider) Forward(ctx context.Context, n *Native, fn func(b []byte) err
 		}
 	}
 }
+
+// largeBufs hold what a stream reads past its small buffer; as large as
+// the transport's read buffer, which is the most one read returns.
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // maxWhole bounds an answer in one piece. An embedding of a long list of
 // texts is the largest: a thousand 1024-dimension vectors are about 20 MB.

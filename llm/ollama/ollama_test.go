@@ -1,10 +1,16 @@
 package ollama_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryhq/ferry/llm"
 	"github.com/ferryhq/ferry/llm/llmtest"
@@ -76,5 +82,56 @@ func TestRequestSampling(t *testing.T) {
 	}
 	if string(fields["format"]) != `"json"` || fields["options"] != nil {
 		t.Errorf("JSON mode without options: body %s", s.Last().Body)
+	}
+}
+
+// TestForwardPassesBytesWhole: Forward passes Ollama's stream on byte for
+// byte, whatever the lengths of its lines and of the reads that bring them
+// (lines shorter and longer than the buffers, split anywhere), and reads
+// the done line's counts.
+func TestForwardPassesBytesWhole(t *testing.T) {
+	var want strings.Builder
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		pad := strings.Repeat("x", rnd.IntN(1500))
+		fmt.Fprintf(&want, `{"model":"llama3.2","response":"tok%d %s","done":false}`+"\n", i, pad)
+	}
+	want.WriteString(`{"model":"llama3.2","response":"","done":true,"done_reason":"stop","prompt_eval_count":7,"eval_count":300}` + "\n")
+	body := want.String()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		rc := http.NewResponseController(w)
+		for rest := body; len(rest) > 0; {
+			n := min(len(rest), 1+rnd.IntN(3000))
+			w.Write([]byte(rest[:n]))
+			rc.Flush()
+			rest = rest[n:]
+			if rnd.IntN(4) == 0 {
+				time.Sleep(time.Millisecond) // some writes arrive alone
+			}
+		}
+	}))
+	defer srv.Close()
+	p := ollama.New(ollama.Config{BaseURL: srv.URL})
+	n, err := ollama.ParseNative("/api/generate", []byte(`{"model":"llama3.2","prompt":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	final, err := p.Forward(context.Background(), n, func(b []byte) error {
+		if len(b) == 0 || b[len(b)-1] != '\n' {
+			t.Errorf("passed on a piece that does not end a line: %.60q…", b)
+		}
+		got.Write(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != body {
+		t.Errorf("passed on %d bytes, want the %d sent, unchanged", got.Len(), len(body))
+	}
+	if !final.Done || final.Usage.InputTokens != 7 || final.Usage.OutputTokens != 300 || final.StopReason != "stop" {
+		t.Errorf("final %+v", final)
 	}
 }
