@@ -40,7 +40,7 @@ type Ticket struct {
 	// Waited is how long the call waited in the queue.
 	Waited time.Duration
 
-	a         *Admission
+	rates     Rates
 	id        string
 	buckets   []Bucket
 	estimated int64
@@ -53,12 +53,12 @@ type Ticket struct {
 // carries a Report (see WithReport), the state of the caller's limits is
 // noted in it, admitted or refused.
 func (a *Admission) Admit(ctx context.Context, r Request) (*Ticket, error) {
-	t := &Ticket{a: a}
+	t := &Ticket{}
 	if a.Rates != nil && r.Principal != nil {
 		t.buckets = a.buckets(r.Principal)
 	}
 	if len(t.buckets) > 0 {
-		t.id, t.estimated = newCallID(), r.Tokens
+		t.rates, t.id, t.estimated = a.Rates, newCallID(), r.Tokens
 		st, err := a.Rates.Take(ctx, t.id, t.buckets, r.Tokens)
 		if st.RPM > 0 || st.TPM > 0 {
 			Note(ctx, st)
@@ -96,12 +96,12 @@ func (t *Ticket) Done(tokens int64) {
 }
 
 func (t *Ticket) settle(tokens int64) {
-	if len(t.buckets) == 0 {
+	if t.rates == nil {
 		return
 	}
 	// A correction that fails is lost (Redis, failing, has said so in
 	// the log already): the call has ended, whoever waits on it.
-	t.a.Rates.Settle(context.Background(), t.id, t.buckets, t.estimated, tokens)
+	t.rates.Settle(context.Background(), t.id, t.buckets, t.estimated, tokens)
 }
 
 // Flush sends the count corrections still waiting to go with a call: at

@@ -134,7 +134,7 @@ for i = 1, n do
 			u = 0
 			redis.call('DEL', sum)
 		else
-			redis.call('SET', sum, u, 'KEEPTTL')
+			redis.call('SET', sum, u, 'PX', window)
 		end
 	end
 	calls[i], used[i], oldest[i] = c, u, window
