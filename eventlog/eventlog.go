@@ -44,9 +44,11 @@ type Options struct {
 	// MaxEvents bounds one answer's Redis stream (MAXLEN ~); default
 	// 100,000.
 	MaxEvents int64
-	// LiveTTL is how long a Redis key of a live answer lives without a
-	// write, after which an instance that died is taken to have left it;
-	// default 15 minutes.
+	// LiveTTL is how long a Redis key of a live answer lives unless the
+	// instance generating it renews it, which it does with every write and
+	// every LiveTTL/3 of silence (a model thinking): readers on other
+	// instances learn within about LiveTTL that the instance died. Default
+	// 30 seconds.
 	LiveTTL time.Duration
 	// Log gets the failures to mirror a log to Redis.
 	Log *slog.Logger
@@ -76,7 +78,7 @@ func New(o Options) *Logs {
 		o.MaxEvents = 100_000
 	}
 	if o.LiveTTL == 0 {
-		o.LiveTTL = 15 * time.Minute
+		o.LiveTTL = 30 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

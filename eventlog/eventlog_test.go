@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ferryhq/ferry/eventlog"
 	"github.com/ferryhq/ferry/limit/limittest"
 )
@@ -168,23 +170,58 @@ func TestLogIsBounded(t *testing.T) {
 }
 
 // TestRemoteReaderSeesAGoneLog checks that a reader on another instance
-// ends with ErrGone when the answer's keys expire without an end (its
-// instance died).
+// ends with ErrGone when the answer's keys expire without an end, its
+// instance having died (here: lost Redis), and that until then the
+// instance's renewals keep a silent answer followable.
 func TestRemoteReaderSeesAGoneLog(t *testing.T) {
-	wl, rl := pair(t, "redis", eventlog.Options{LiveTTL: time.Second})
+	rdb := limittest.Redis(t)
+	o := eventlog.Options{LiveTTL: time.Second, Prefix: limittest.Prefix(t, rdb)}
+	// The generating instance has its own connection, to lose.
+	wo := o
+	wo.Redis = redis.NewClient(rdb.Options())
+	wl := eventlog.New(wo)
+	o.Redis = rdb
+	rl := eventlog.New(o)
 	ctx := context.Background()
 	a := wl.Open(ctx, "user", "conv", "answer")
+	t.Cleanup(func() { a.End(nil, nil) }) // its mirror stops
 	a.Append([]byte(event(1)))
 	cur, _, err := rl.Follow(ctx, "conv", -1)
 	if err != nil || cur == nil {
 		t.Fatalf("Follow: %v %v", cur, err)
 	}
-	// The first batch may still be on its way to Redis.
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Silent for three times LiveTTL, the answer is still followed.
+	silent, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	var got []byte
+	for {
+		b, err := cur.Next(silent)
+		if err == context.DeadlineExceeded {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next while the answer is silent: %v; want it still followed", err)
+		}
+		got = append(got, b.Events...)
+	}
+	if string(got) != event(1) {
+		t.Fatalf("read %q before the silence, want the first event", got)
+	}
+	a.Append([]byte(event(2)))
+	b, err := cur.Next(ctx)
+	if err != nil || string(b.Events) != event(2) {
+		t.Fatalf("after the silence: %q, %v; want the second event", b.Events, err)
+	}
+
+	// The instance loses Redis (as if it died): the reader learns it.
+	wo.Redis.Close()
+	start := time.Now()
+	rctx, cancelRead := context.WithTimeout(ctx, 15*time.Second)
+	defer cancelRead()
 	for {
 		_, err := cur.Next(rctx)
 		if err == eventlog.ErrGone {
+			t.Logf("gone after %v", time.Since(start).Round(100*time.Millisecond))
 			return
 		}
 		if err != nil {

@@ -26,16 +26,29 @@ const remoteBlock = 2 * time.Second
 var expireIfMine = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`)
 
 // mirror copies a's events to Redis as they come, in one pipeline per
-// batch, until the end, then lets the keys expire Linger later.
+// batch, renewing the keys' expiry with each and after every LiveTTL/3
+// without one, until the end; then it lets the keys expire Linger later.
 func (a *Answer) mirror() {
 	defer close(a.mirrored)
 	l := a.logs
 	rdb, key, convKey := l.o.Redis, l.answerKey(a.id), l.convKey(a.conv)
 	cur := a.Cursor(0)
 	for {
-		b, _ := cur.Next(context.Background()) // no error without a deadline
+		wait, stopWaiting := context.WithTimeout(context.Background(), l.o.LiveTTL/3)
+		b, err := cur.Next(wait) // only wait's error: nothing came
+		stopWaiting()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		pipe := rdb.Pipeline()
+		if err != nil {
+			// The answer is alive but silent: it is still there.
+			pipe.PExpire(ctx, key, l.o.LiveTTL)
+			pipe.PExpire(ctx, convKey, l.o.LiveTTL)
+			if _, err := pipe.Exec(ctx); err != nil {
+				l.o.Log.Warn("renewing a live answer's keys in Redis", "message_id", a.id, "error", err)
+			}
+			cancel()
+			continue
+		}
 		n := int64(bytes.Count(b.Events, eventEnd))
 		seq := cur.after - n
 		for events := b.Events; len(events) > 0; {
@@ -57,8 +70,8 @@ func (a *Answer) mirror() {
 			pipe.PExpire(ctx, key, l.o.Linger)
 			expireIfMine.Eval(ctx, pipe, []string{convKey}, a.userID+" "+a.id, l.o.Linger.Milliseconds())
 		} else {
-			pipe.Expire(ctx, key, l.o.LiveTTL)
-			pipe.Expire(ctx, convKey, l.o.LiveTTL)
+			pipe.PExpire(ctx, key, l.o.LiveTTL)
+			pipe.PExpire(ctx, convKey, l.o.LiveTTL)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			l.o.Log.Warn("mirroring an answer's events to Redis", "message_id", a.id, "error", err)
