@@ -23,7 +23,7 @@ func BenchmarkFollowFirstEvent(b *testing.B) {
 			for n := 1; n <= 200; n++ {
 				a.Append([]byte(event(n)))
 			}
-			defer a.End([]byte(event(201)), nil)
+			defer a.End([]byte(event(201)))
 			// The mirror may still be writing.
 			for {
 				cur, _, err := rl.Follow(ctx, "conv", 199)

@@ -98,7 +98,6 @@ type Answer struct {
 	ends  []int32 // where each event kept ends in data
 	first int64   // the sequence number of the event before the first kept
 	done  bool
-	early error
 	wake  chan struct{} // closed at the next write; nil while nobody waits
 }
 
@@ -132,14 +131,12 @@ func (a *Answer) Append(events []byte) {
 	a.mu.Unlock()
 }
 
-// End adds the last events and ends the log; early, when set, is the
-// failure that ended the answer before any event, which the client that
-// asked for it may get as an error status instead (see Batch.Early). The
-// log is dropped Linger later.
-func (a *Answer) End(events []byte, early error) {
+// End adds the last events and ends the log, which is dropped Linger
+// later.
+func (a *Answer) End(events []byte) {
 	a.mu.Lock()
 	a.append(events)
-	a.done, a.early = true, early
+	a.done = true
 	a.mu.Unlock()
 	time.AfterFunc(a.logs.o.Linger, func() { a.logs.drop(a) })
 }
@@ -230,9 +227,6 @@ type Batch struct {
 	Events []byte
 	// Done says the answer ended with these events.
 	Done bool
-	// Early is the failure that ended the answer before its first event,
-	// when the cursor read the log on the instance generating it.
-	Early error
 }
 
 // ErrGone is a cursor's error when the answer's log went away before its
@@ -258,10 +252,9 @@ func (c *Cursor) Next(ctx context.Context) (Batch, error) {
 		a.mu.Lock()
 		events, last, done := a.read(c.after)
 		if len(events) > 0 || done {
-			early := a.early
 			a.mu.Unlock()
 			c.after = last
-			return Batch{Events: events, Done: done, Early: early}, nil
+			return Batch{Events: events, Done: done}, nil
 		}
 		if a.wake == nil {
 			a.wake = make(chan struct{})

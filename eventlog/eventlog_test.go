@@ -96,7 +96,7 @@ func TestFollowResumesAfterTheLastEvent(t *testing.T) {
 					time.Sleep(5 * time.Millisecond) // the reader waits for live events too
 				}
 			}
-			a.End([]byte(event(41)+event(42)), nil)
+			a.End([]byte(event(41) + event(42)))
 			a.Wait(ctx)
 			if g := <-got; fmt.Sprint(g) != fmt.Sprint(want(5, 42)) {
 				t.Errorf("events after 4: %v", g)
@@ -131,7 +131,7 @@ func TestLogEndsAfterLinger(t *testing.T) {
 			wl, rl := pair(t, backend, eventlog.Options{Linger: 100 * time.Millisecond})
 			ctx := context.Background()
 			old := wl.Open(ctx, "user", "conv", "old")
-			old.End([]byte(event(1)), nil)
+			old.End([]byte(event(1)))
 			old.Wait(ctx)
 			a := wl.Open(ctx, "user", "conv", "new")
 			a.Append([]byte(event(1)))
@@ -139,7 +139,7 @@ func TestLogEndsAfterLinger(t *testing.T) {
 			if id, _, err := rl.Active(ctx, "conv"); id != "new" || err != nil {
 				t.Fatalf("Active after the old answer's linger: %q %v; want new", id, err)
 			}
-			a.End([]byte(event(2)), nil)
+			a.End([]byte(event(2)))
 			a.Wait(ctx)
 			time.Sleep(300 * time.Millisecond)
 			if id, _, err := rl.Active(ctx, "conv"); id != "" || err != nil {
@@ -161,7 +161,7 @@ func TestLogIsBounded(t *testing.T) {
 	for n := 1; n <= 1000; n++ {
 		a.Append([]byte(event(n)))
 	}
-	a.End([]byte(event(1001)), nil)
+	a.End([]byte(event(1001)))
 	cur, _, _ := l.Follow(context.Background(), "conv", 0)
 	got := ids(t, cur)
 	if len(got)*len(event(1000)) > 4<<10 || got[len(got)-1] != 1001 || fmt.Sprint(got) != fmt.Sprint(want(got[0], 1001)) {
@@ -184,7 +184,7 @@ func TestRemoteReaderSeesAGoneLog(t *testing.T) {
 	rl := eventlog.New(o)
 	ctx := context.Background()
 	a := wl.Open(ctx, "user", "conv", "answer")
-	t.Cleanup(func() { a.End(nil, nil) }) // its mirror stops
+	t.Cleanup(func() { a.End(nil) }) // its mirror stops
 	a.Append([]byte(event(1)))
 	cur, _, err := rl.Follow(ctx, "conv", -1)
 	if err != nil || cur == nil {

@@ -46,12 +46,11 @@ func (s *server) resumable(w http.ResponseWriter, r *http.Request, d dialect, tu
 	defer cancel(nil)
 	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
 	defer stop()
-	s.produce(ctx, log, d, run, &asker{w: w, left: r.Context(), sw: newStreamWriter(w, d, s.opts.Keepalive)})
+	s.produce(ctx, log, d, run, &asker{left: r.Context(), sw: newStreamWriter(w, d, s.opts.Keepalive)})
 }
 
 // asker is the client that asked for an answer, while it is there.
 type asker struct {
-	w    http.ResponseWriter
 	left context.Context // done when the client has gone
 	sw   *streamWriter
 }
@@ -66,17 +65,15 @@ func (a *asker) write(frames []byte, more bool) bool {
 	return true
 }
 
-// end sends the last frames; early is the failure that ended the answer
-// before its first event, which gets its own status instead.
-func (a *asker) end(frames []byte, early error) {
+// end sends the last frames; early, when set, is the failure that ended
+// the answer before its first event, which gets its own status instead.
+func (a *asker) end(frames []byte, early *ferry.Error) {
 	if a.left.Err() != nil {
 		a.sw.stop()
 		return
 	}
-	var fe *ferry.Error
-	errors.As(early, &fe)
-	if !a.sw.finish(frames, fe) {
-		writeError(a.w, a.sw.d.errors(), fe)
+	if !a.sw.finish(frames, early) {
+		writeError(a.sw.w, a.sw.d.errors(), early)
 	}
 }
 
@@ -98,7 +95,7 @@ func (s *server) produce(ctx context.Context, log *eventlog.Answer, d dialect,
 	if res == nil {
 		res = &chat.Result{}
 	}
-	var early error
+	var early *ferry.Error
 	switch {
 	case errors.Is(err, chat.ErrStopped):
 		// Stopped by its user: the answer ends as one that ended, with
@@ -118,7 +115,7 @@ func (s *server) produce(ctx context.Context, log *eventlog.Answer, d dialect,
 	default:
 		buf = d.done(buf[:0], res, texts)
 	}
-	log.End(buf, early)
+	log.End(buf)
 	if to != nil {
 		to.end(buf, early)
 	}
@@ -129,10 +126,8 @@ func (s *server) produce(ctx context.Context, log *eventlog.Answer, d dialect,
 
 // follow writes the events cur reads to the client, in d's headers, with
 // d's keepalive after a silence, until the answer's end or the client
-// leaves. early says the client asked for the answer, and so gets a
-// failure before the first event as an error status, as stream answers
-// it.
-func (s *server) follow(w http.ResponseWriter, r *http.Request, d dialect, cur *eventlog.Cursor, early bool) {
+// leaves.
+func (s *server) follow(w http.ResponseWriter, r *http.Request, d dialect, cur *eventlog.Cursor) {
 	ctx := r.Context()
 	sw := newStreamWriter(w, d, s.opts.Keepalive)
 	for {
@@ -158,13 +153,7 @@ func (s *server) follow(w http.ResponseWriter, r *http.Request, d dialect, cur *
 			}
 			continue
 		}
-		var fe *ferry.Error
-		if early {
-			errors.As(b.Early, &fe)
-		}
-		if !sw.finish(b.Events, fe) {
-			writeError(w, d.errors(), fe)
-		}
+		sw.finish(b.Events, nil)
 		return
 	}
 }
@@ -273,7 +262,7 @@ func handleResumeStream(s *server) func(context.Context, *resumeInput) (*huma.St
 			defer cancel()
 			stop := context.AfterFunc(s.opts.Draining, cancel)
 			defer stop()
-			s.follow(w, r.WithContext(fctx), &seedDialect{}, cur, false)
+			s.follow(w, r.WithContext(fctx), &seedDialect{}, cur)
 		}}, nil
 	}
 }
