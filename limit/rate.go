@@ -2,6 +2,7 @@ package limit
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -87,6 +88,16 @@ func cost(buckets []Bucket, tokens int64) int64 {
 		}
 	}
 	return tokens
+}
+
+// changes reports whether settling a call estimated at estimated with used
+// changes its buckets: forgetting it (used < 0) always does; a new token
+// count only when it differs and some bucket counts tokens.
+func changes(buckets []Bucket, estimated, used int64) bool {
+	if used < 0 {
+		return true
+	}
+	return used != estimated && slices.ContainsFunc(buckets, func(b Bucket) bool { return b.TPM > 0 })
 }
 
 // refused is Take's error for a call that would fit after wait.

@@ -92,6 +92,9 @@ func (m *MemoryRates) Take(_ context.Context, id string, buckets []Bucket, token
 
 // Settle implements Rates.
 func (m *MemoryRates) Settle(_ context.Context, id string, buckets []Bucket, estimated, used int64) error {
+	if !changes(buckets, cost(buckets, estimated), used) {
+		return nil
+	}
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -270,7 +270,7 @@ func (r *RedisRates) Settle(ctx context.Context, id string, buckets []Bucket, es
 	if local {
 		return r.fallback.Settle(ctx, id, buckets, estimated, used)
 	}
-	if estimated == used {
+	if !changes(buckets, estimated, used) {
 		return nil
 	}
 	if down {
