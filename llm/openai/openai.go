@@ -249,10 +249,18 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 			ended = true
 			continue
 		}
-		var c chunk
 		if string(name) == "error" {
 			return p.up.EventError(eventMessage(data), fmt.Errorf("openai: error event: %s", data))
 		}
+		if text, ok := textChunk(data, done.Model); ok {
+			if text != "" {
+				if err := fn(llm.Delta{Text: text, More: er.Buffered()}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		var c chunk
 		if err := json.Unmarshal(data, &c); err != nil {
 			return p.up.EventError("sent an event that is not JSON", err)
 		}
