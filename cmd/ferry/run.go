@@ -335,7 +335,7 @@ func upstreamTransport(cfg *config.Config) *http.Transport {
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 512
 	tr.ResponseHeaderTimeout = cfg.UpstreamHeaderTimeout
-	tr.ReadBufferSize = 4 << 10
+	tr.ReadBufferSize = 2 << 10
 	tr.WriteBufferSize = 1 << 10
 	return tr
 }
