@@ -42,7 +42,7 @@ const turnDocumentColumns = "message_id, conversation_id, name, media_type, page
 
 // turnDocumentStep is the writer's step of an InsertTurnDocument.
 func turnDocumentStep(d *TurnDocument) step {
-	return step{stmt: stmtInsertTurnDocument, what: "insert document of message " + d.MessageID,
+	return step{stmt: stmtInsertTurnDocument, what: "insert document of message", id: d.MessageID,
 		args: []any{d.MessageID, d.ConversationID, d.Name, d.MediaType, d.Pages, d.Size, d.SHA256, d.Text, d.Data, d.CreatedAt}}
 }
 

@@ -155,17 +155,18 @@ var writerSQL = [stmtCount]string{
 type step struct {
 	stmt int
 	args []any
-	what string // names the write in errors
-	one  bool   // the statement must change a row
+	what string // names the write in errors, with id
+	id   string
+	one  bool // the statement must change a row
 }
 
 // check turns a step's outcome (n rows changed, or err) into its error.
 func (st step) check(n int64, err error) error {
 	if err != nil {
-		return fmt.Errorf("%s: %w", st.what, err)
+		return fmt.Errorf("%s %s: %w", st.what, st.id, err)
 	}
 	if st.one && n == 0 {
-		return fmt.Errorf("%s: %w", st.what, ferry.Errorf(ferry.NotFound, "message not found"))
+		return fmt.Errorf("%s %s: %w", st.what, st.id, ferry.Errorf(ferry.NotFound, "message not found"))
 	}
 	return nil
 }
@@ -174,24 +175,24 @@ func (op Op) appendSteps(steps []step) []step {
 	switch op.kind {
 	case opInsertConversation:
 		c := op.c
-		return append(steps, step{stmt: stmtInsertConversation, what: "insert conversation " + c.ID,
+		return append(steps, step{stmt: stmtInsertConversation, what: "insert conversation", id: c.ID,
 			args: []any{c.ID, c.UserID, c.Title, c.Model, c.CreatedAt, c.UpdatedAt}})
 	case opInsertMessage:
 		m := op.m
 		in, out, latency, firstToken := costColumns(m)
 		return append(steps,
-			step{stmt: stmtInsertMessage, what: "insert message " + m.ID,
+			step{stmt: stmtInsertMessage, what: "insert message", id: m.ID,
 				args: []any{m.ID, m.ConversationID, m.Role, m.Content, m.Model, m.Provider, in, out,
 					m.StopReason, m.Status, m.Error, latency, firstToken, m.CreatedAt}},
-			step{stmt: stmtTouchConversation, what: "touch conversation " + m.ConversationID,
+			step{stmt: stmtTouchConversation, what: "touch conversation", id: m.ConversationID,
 				args: []any{m.CreatedAt, m.ConversationID}})
 	case opFinishMessage:
 		m := op.m
 		return append(steps,
-			step{stmt: stmtFinishMessage, what: "finish message " + m.ID, one: true,
+			step{stmt: stmtFinishMessage, what: "finish message", id: m.ID, one: true,
 				args: []any{m.Content, m.Model, m.Provider, m.InputTokens, m.OutputTokens,
 					m.StopReason, m.Status, m.Error, m.LatencyMS, m.FirstTokenMS, op.at, m.ID}},
-			step{stmt: stmtTouchMessageConversation, what: "touch conversation of message " + m.ID,
+			step{stmt: stmtTouchMessageConversation, what: "touch conversation of message", id: m.ID,
 				args: []any{op.at, m.ID}})
 	case opInsertUsage:
 		u := op.u
@@ -199,23 +200,67 @@ func (op Op) appendSteps(steps []step) []step {
 		if u.UserID != "" {
 			userID = u.UserID
 		}
-		return append(steps, step{stmt: stmtInsertUsage, what: "insert usage " + u.ID,
+		return append(steps, step{stmt: stmtInsertUsage, what: "insert usage", id: u.ID,
 			args: []any{u.ID, userID, u.APIKeyID, u.Endpoint, u.Model, u.Provider,
 				u.InputTokens, u.OutputTokens, u.LatencyMS, u.Status, u.CreatedAt, u.Cached}})
 	case opSaveProgress:
-		return append(steps, step{stmt: stmtSaveProgress, what: "save progress of message " + op.m.ID,
+		return append(steps, step{stmt: stmtSaveProgress, what: "save progress of message", id: op.m.ID,
 			args: []any{op.more, op.at, op.m.ID}})
 	case opTouchMessages:
 		for _, id := range op.ids {
-			steps = append(steps, step{stmt: stmtTouchMessage, what: "touch message " + id, args: []any{op.at, id}})
+			steps = append(steps, step{stmt: stmtTouchMessage, what: "touch message", id: id, args: []any{op.at, id}})
 		}
 		return steps
 	case opInterruptMessage:
 		m := op.m
-		return append(steps, step{stmt: stmtInterruptMessage, what: "interrupt message " + m.ID,
+		return append(steps, step{stmt: stmtInterruptMessage, what: "interrupt message", id: m.ID,
 			args: []any{m.InputTokens, m.OutputTokens, op.at, m.ID, op.before}})
 	case opInsertTurnDocument:
 		return append(steps, turnDocumentStep(op.d))
 	}
 	return steps // Submit refuses an Op{}
+}
+
+// foldTouches drops the steps of a transaction that change nothing it
+// leaves behind: a touch of a conversation that a later step touches again
+// (the later one sets updated_at last), and a touch of a conversation that
+// the transaction itself inserts, whose time the insert then takes as its
+// updated_at, unless a finish (which touches the conversation of a message)
+// comes between them. Nothing reads updated_at inside the transaction, so
+// each conversation ends with the same updated_at, for one or two
+// statements less a turn (and the index on updated_at changed once).
+func foldTouches(steps []step) []step {
+	if len(steps) < 2 {
+		return steps
+	}
+	lastTouch := make(map[string]int)
+	for i, st := range steps {
+		if st.stmt == stmtTouchConversation {
+			lastTouch[st.args[1].(string)] = i
+		}
+	}
+	if len(lastTouch) == 0 {
+		return steps
+	}
+	inserted := make(map[string]int) // conversation id → its insert step
+	out := steps[:0]
+	for i, st := range steps {
+		switch st.stmt {
+		case stmtInsertConversation:
+			inserted[st.args[0].(string)] = len(out)
+		case stmtTouchMessageConversation:
+			clear(inserted) // a finish between an insert and a touch keeps the touch
+		case stmtTouchConversation:
+			id := st.args[1].(string)
+			if lastTouch[id] != i {
+				continue
+			}
+			if at, ok := inserted[id]; ok {
+				out[at].args[5] = st.args[0]
+				continue
+			}
+		}
+		out = append(out, st)
+	}
+	return out
 }

@@ -407,6 +407,7 @@ func (w *writer) tx(groups []*group) error {
 			steps = op.appendSteps(steps)
 		}
 	}
+	steps = foldTouches(steps)
 	if w.pg {
 		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
 		defer cancel()
