@@ -29,15 +29,14 @@ const (
 	// maxBatchOps bounds one transaction; a Submit group larger than this
 	// still commits whole, alone.
 	maxBatchOps = 256
-	// linger is how long a short queue waits for company before it is
-	// committed: a call's answer and usage entry, or several calls ending
-	// together, then share one commit instead of paying one each. Sync
-	// and Close cut it short.
-	linger = 500 * time.Microsecond
 	// lateLinger is how long a queue of SubmitLater groups only may wait
 	// for company: at low concurrency the writes of several calls that
 	// ended one after another share a commit, and a finished call's writes
-	// ride along with the next call's first ones.
+	// ride along with the next call's first ones. A Submit group does not
+	// wait: a turn's first rows are then committed while the model is still
+	// answering (a commit is mostly the WAL's writes, which waiting would
+	// not save: nothing else arrives in that time at low concurrency), and
+	// under load the groups that queue during one commit share the next.
 	lateLinger = 10 * time.Millisecond
 	// maxAttempts is how often a transaction that failed for a transient
 	// reason (SQLITE_BUSY, a lost connection, a serialization failure) is
@@ -279,19 +278,15 @@ func (w *writer) next() ([]*group, bool) {
 		<-w.wake
 		w.mu.Lock()
 	}
-	if !w.closed && len(w.queue) < 8 {
-		late := w.soon == 0
-		if late {
-			// No Submit group is queued, so a token here was left by one
-			// committed earlier; taken under the lock, it cannot be a new
-			// one's.
-			select {
-			case <-w.urge:
-			default:
-			}
+	if !w.closed && len(w.queue) < 8 && w.soon == 0 {
+		// No Submit group is queued, so a token here was left by one
+		// committed earlier; taken under the lock, it cannot be a new one's.
+		select {
+		case <-w.urge:
+		default:
 		}
 		w.mu.Unlock()
-		w.linger(late)
+		w.linger()
 		w.mu.Lock()
 	}
 	n, ops := 0, 0
@@ -319,28 +314,16 @@ func (w *writer) next() ([]*group, bool) {
 	return batch, true
 }
 
-// linger waits for company for a short queue: linger, or lateLinger when
-// it holds only SubmitLater groups, shortened to linger from the moment a
-// Submit group joins. Someone waiting (hasten) ends it.
-func (w *writer) linger(late bool) {
-	d := linger
-	if late {
-		d = lateLinger
-	}
-	t := time.NewTimer(d)
+// linger waits up to lateLinger for company for a short queue of
+// SubmitLater groups. A Submit group joining it (urge) or someone waiting
+// (hasten) ends it.
+func (w *writer) linger() {
+	t := time.NewTimer(lateLinger)
 	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			return
-		case <-w.hurry:
-			return
-		case <-w.urge:
-			if late {
-				late = false
-				t.Reset(linger)
-			}
-		}
+	select {
+	case <-t.C:
+	case <-w.hurry:
+	case <-w.urge:
 	}
 }
 
