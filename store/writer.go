@@ -34,9 +34,8 @@ const (
 	// ended one after another share a commit, and a finished call's writes
 	// ride along with the next call's first ones. A Submit group does not
 	// wait: a turn's first rows are then committed while the model is still
-	// answering (a commit is mostly the WAL's writes, which waiting would
-	// not save: nothing else arrives in that time at low concurrency), and
-	// under load the groups that queue during one commit share the next.
+	// answering, not in the middle of its stream, and under load the groups
+	// that queue during one commit share the next.
 	lateLinger = 10 * time.Millisecond
 	// maxAttempts is how often a transaction that failed for a transient
 	// reason (SQLITE_BUSY, a lost connection, a serialization failure) is
