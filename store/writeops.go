@@ -242,6 +242,9 @@ func foldTouches(steps []step) []step {
 	if len(lastTouch) == 0 {
 		return steps
 	}
+	// The args are as appendSteps builds them: a touch's are (updated_at,
+	// conversation id); an insert's are the conversation's columns, id
+	// first and updated_at sixth.
 	inserted := make(map[string]int) // conversation id → its insert step
 	out := steps[:0]
 	for i, st := range steps {

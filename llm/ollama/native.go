@@ -178,8 +178,8 @@ func (p *Provider) Forward(ctx context.Context, n *Native, fn func(b []byte) err
 	}
 }
 
-// largeBufs hold what a stream reads past its small buffer; as large as
-// the transport's read buffer, which is the most one read returns.
+// largeBufs hold what a stream reads past its small buffer, for as long as
+// one burst takes: pooled, so that no waiting stream holds one.
 var largeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // maxWhole bounds an answer in one piece. An embedding of a long list of

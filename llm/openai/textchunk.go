@@ -60,11 +60,11 @@ func textChunk(data []byte, model string) (text string, ok bool) {
 		case "usage":
 			rest, ok = bytes.CutPrefix(rest, []byte("null"))
 		case "choices":
-			ok = !choices
-			choices = true
-			if ok {
-				text, rest, ok = textChoice(rest)
+			if choices {
+				return "", false
 			}
+			choices = true
+			text, rest, ok = textChoice(rest)
 		default:
 			return "", false
 		}
