@@ -50,7 +50,7 @@ type parts struct {
 	handler http.Handler
 }
 
-func newParts(b *testing.B) *parts {
+func newParts(b testing.TB) *parts {
 	b.Helper()
 	ctx := context.Background()
 	fake := llmtest.Start(b)

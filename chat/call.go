@@ -185,6 +185,14 @@ func (c *Call) relay(ctx context.Context, run func(ctx context.Context, progress
 	res, err := run(idle.ctx, idle.progress)
 	err = idle.stop(err)
 	cancel()
+	return c.conclude(ctx, start, idle, res, err, chunkTimes)
+}
+
+// conclude completes the Result of a call that began at start and ended with
+// res and err, and finishes the call. It is relay's second half, apart so
+// that relay's frame, which a parked stream holds on its stack, stays
+// small.
+func (c *Call) conclude(ctx context.Context, start time.Time, idle *idleTimer, res *Result, err error, chunkTimes bool) (*Result, error) {
 	if res == nil {
 		res = &Result{}
 	}
@@ -229,35 +237,50 @@ func (c *Call) relay(ctx context.Context, run func(ctx context.Context, progress
 // streams or stores it: PostgreSQL cannot store them, and no client needs
 // them.
 func (c *Call) stream(ctx context.Context, progress func(), fn func(llm.Delta) error) (*Result, error) {
-	start := time.Now()
-	res := &Result{}
-	var text strings.Builder
-	var final llm.Delta
-	err := c.provider.Stream(ctx, c.Request, func(d llm.Delta) error {
-		progress()
-		if d.Done {
-			final = d
-			return nil
-		}
-		res.LastToken = time.Since(start)
-		if res.FirstToken == 0 {
-			res.FirstToken = res.LastToken
-		}
-		res.Deltas++
-		// A delta left empty still goes on: it may end a burst (More false)
-		// that the writer is holding back.
-		d.Text = withoutNUL(d.Text)
-		text.WriteString(d.Text)
-		if fn == nil {
-			return nil
-		}
-		return fn(d)
-	})
-	res.Text, res.StopReason, res.Usage, res.Model = text.String(), withoutNUL(final.StopReason), final.Usage, withoutNUL(final.Model)
+	a := &answering{start: time.Now(), progress: progress, fn: fn}
+	err := c.provider.Stream(ctx, c.Request, a.delta)
+	return a.result(err), err
+}
+
+// answering collects a streamed answer.
+type answering struct {
+	start    time.Time
+	progress func()
+	fn       func(llm.Delta) error
+	res      Result
+	text     strings.Builder
+	final    llm.Delta
+}
+
+func (a *answering) delta(d llm.Delta) error {
+	a.progress()
+	if d.Done {
+		a.final = d
+		return nil
+	}
+	a.res.LastToken = time.Since(a.start)
+	if a.res.FirstToken == 0 {
+		a.res.FirstToken = a.res.LastToken
+	}
+	a.res.Deltas++
+	// A delta left empty still goes on: it may end a burst (More false)
+	// that the writer is holding back.
+	d.Text = withoutNUL(d.Text)
+	a.text.WriteString(d.Text)
+	if a.fn == nil {
+		return nil
+	}
+	return a.fn(d)
+}
+
+// result is the answer, once the provider's Stream has returned err.
+func (a *answering) result(err error) *Result {
+	res := &a.res
+	res.Text, res.StopReason, res.Usage, res.Model = a.text.String(), withoutNUL(a.final.StopReason), a.final.Usage, withoutNUL(a.final.Model)
 	if err == nil {
 		res.Status = ferry.StatusComplete
 	}
-	return res, err
+	return res
 }
 
 // finish records how the call ended: the turn's answer and the usage-log

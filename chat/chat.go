@@ -237,6 +237,13 @@ var errNotSaved = ferry.Errorf(ferry.Unavailable, "the conversation could not be
 // llm.Provider), or ctx's when the client left.
 func (t *Turn) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, error) {
 	res, err := t.call.Stream(ctx, t.saveProgress(fn))
+	return t.settle(ctx, res, err)
+}
+
+// settle waits for the turn's first rows once its call has ended with
+// res and err (Stream's second half, apart to keep the frame a parked
+// stream holds small).
+func (t *Turn) settle(ctx context.Context, res *Result, err error) (*Result, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if serr := t.saved.Wait(wctx); serr != nil {
@@ -255,39 +262,49 @@ func (t *Turn) Stream(ctx context.Context, fn func(llm.Delta) error) (*Result, e
 // text is always a beginning of the answer; after a save that failed,
 // none follow (the answer's finish writes the whole text anyway).
 func (t *Turn) saveProgress(fn func(llm.Delta) error) func(llm.Delta) error {
-	st, every := t.call.svc.store, t.call.svc.opts.SaveInterval
-	next := time.Now().Add(every)
-	var unsaved strings.Builder
-	var last *store.Pending
-	broken := false
-	return func(d llm.Delta) error {
-		if !broken {
-			unsaved.WriteString(d.Text)
-			if unsaved.Len() > 0 && !time.Now().Before(next) {
-				ready := true
-				if last != nil {
-					select {
-					case <-last.Done():
-						broken = last.Wait(context.Background()) != nil
-					default:
-						ready = false // the writer is behind; the text waits for the next delta
-					}
-				}
-				switch {
-				case broken:
-					unsaved = strings.Builder{}
-				case ready:
-					last = st.Submit(store.SaveProgress(t.AssistantMessageID, unsaved.String()))
-					unsaved = strings.Builder{}
-					next = time.Now().Add(every)
-				}
-			}
+	sp := &progressSaver{t: t, fn: fn, next: time.Now().Add(t.call.svc.opts.SaveInterval)}
+	return sp.delta
+}
+
+// progressSaver is saveProgress's state.
+type progressSaver struct {
+	t       *Turn
+	fn      func(llm.Delta) error
+	next    time.Time
+	unsaved strings.Builder
+	last    *store.Pending
+	broken  bool
+}
+
+func (sp *progressSaver) delta(d llm.Delta) error {
+	if !sp.broken {
+		sp.unsaved.WriteString(d.Text)
+		if sp.unsaved.Len() > 0 && !time.Now().Before(sp.next) {
+			sp.save()
 		}
-		if fn == nil {
-			return nil
-		}
-		return fn(d)
 	}
+	if sp.fn == nil {
+		return nil
+	}
+	return sp.fn(d)
+}
+
+// save submits the text not yet saved, unless the save before is still
+// being written.
+func (sp *progressSaver) save() {
+	if sp.last != nil {
+		select {
+		case <-sp.last.Done():
+			sp.broken = sp.last.Wait(context.Background()) != nil
+		default:
+			return // the writer is behind; the text waits for the next delta
+		}
+	}
+	if !sp.broken {
+		sp.last = sp.t.call.svc.store.Submit(store.SaveProgress(sp.t.AssistantMessageID, sp.unsaved.String()))
+		sp.next = time.Now().Add(sp.t.call.svc.opts.SaveInterval)
+	}
+	sp.unsaved = strings.Builder{}
 }
 
 // publicMessage is what a failed message records: the client-facing message

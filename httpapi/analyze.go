@@ -8,10 +8,10 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
@@ -116,11 +116,10 @@ func handleAnalyzePDF(s *server, c *chat.Service) func(context.Context, *analyze
 		if err != nil {
 			return nil, err
 		}
-		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			r, w := humago.Unwrap(hctx)
+		return streamed(func(w http.ResponseWriter, r *http.Request) {
 			setCacheHeader(w.Header(), turn.Cache)
 			s.resumable(w, r, &seedDialect{turn: turn}, turn, turn.Stream)
-		}}, nil
+		}), nil
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
@@ -77,11 +76,10 @@ func handleChatStream(s *server, c *chat.Service) func(context.Context, *chatInp
 		if err != nil {
 			return nil, err
 		}
-		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			r, w := humago.Unwrap(hctx)
+		return streamed(func(w http.ResponseWriter, r *http.Request) {
 			setCacheHeader(w.Header(), turn.Cache)
 			s.resumable(w, r, &seedDialect{turn: turn}, turn, turn.Stream)
-		}}, nil
+		}), nil
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/ingest"
@@ -46,12 +45,11 @@ func handleDocumentEvents(s *server, ing *ingest.Service) func(context.Context, 
 		if err != nil {
 			return nil, err
 		}
-		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			r, w := humago.Unwrap(hctx)
+		return streamed(func(w http.ResponseWriter, r *http.Request) {
 			s.streamProgress(w, r, d, func(ctx context.Context) (*search.Document, error) {
 				return ing.Document(ctx, userID, in.Name, in.ID)
 			})
-		}}, nil
+		}), nil
 	}
 }
 

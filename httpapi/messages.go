@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"mime"
+	"net/http"
 	"reflect"
 	"strings"
 
@@ -160,13 +161,12 @@ func handleMessages(s *server) func(context.Context, *messagesInput) (*huma.Stre
 		id := "msg_" + randomHex(12)
 		if b.Stream {
 			d := &messagesDialect{id: id, model: model, input: estimateInput(req, documentPages)}
-			return &huma.StreamResponse{Body: func(hctx huma.Context) {
-				r, w := humago.Unwrap(hctx)
+			return streamed(func(w http.ResponseWriter, r *http.Request) {
 				setCacheHeader(w.Header(), call.Cache)
 				s.stream(w, r, d, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 					return call.Stream(ctx, emit)
 				})
-			}}, nil
+			}), nil
 		}
 		res, err := call.Stream(ctx, nil)
 		if err != nil {

@@ -16,7 +16,6 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
@@ -120,8 +119,7 @@ func handleOllamaGenerate(s *server, endpoint, path string) func(context.Context
 		if err != nil {
 			return nil, err
 		}
-		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			r, w := humago.Unwrap(hctx)
+		return streamed(func(w http.ResponseWriter, r *http.Request) {
 			s.stream(w, r, ndjsonDialect{stream: n.Stream}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 				return call.Relay(ctx, func(ctx context.Context, progress func()) (*chat.Result, error) {
 					final, err := s.svc.Ollama.Forward(ctx, n, func(b []byte) error {
@@ -131,7 +129,7 @@ func handleOllamaGenerate(s *server, endpoint, path string) func(context.Context
 					return &chat.Result{Model: final.Model, StopReason: final.StopReason, Usage: final.Usage}, err
 				})
 			})
-		}}, nil
+		}), nil
 	}
 }
 

@@ -337,13 +337,12 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 			return nil, err
 		}
 		if in.Body.Stream {
-			return &huma.StreamResponse{Body: func(hctx huma.Context) {
-				r, w := humago.Unwrap(hctx)
+			return streamed(func(w http.ResponseWriter, r *http.Request) {
 				setCacheHeader(w.Header(), c.call.Cache)
 				s.stream(w, r, &chunkDialect{c: c}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 					return c.call.Stream(ctx, emit)
 				})
-			}}, nil
+			}), nil
 		}
 		res, err := c.call.Stream(ctx, nil)
 		if err != nil {

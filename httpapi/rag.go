@@ -11,7 +11,6 @@ import (
 	"unicode"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
@@ -128,8 +127,7 @@ func handleRAGQuery(s *server, c *chat.Service, r *search.Retriever) func(contex
 		}
 		d := &ragDialect{turn: turn, sources: newSources(hits)}
 		rows := answerSources(turn, hits)
-		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			r, w := humago.Unwrap(hctx)
+		return streamed(func(w http.ResponseWriter, r *http.Request) {
 			setCacheHeader(w.Header(), turn.Cache)
 			s.resumable(w, r, d, turn, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 				// The sources are saved while the model answers, so
@@ -147,7 +145,7 @@ func handleRAGQuery(s *server, c *chat.Service, r *search.Retriever) func(contex
 				}
 				return res, err
 			})
-		}}, nil
+		}), nil
 	}
 }
 
@@ -184,15 +182,14 @@ func (s *server) answerNoMatch(ctx context.Context, p *ferry.Principal, model, c
 	}
 	text := fmt.Sprintf("Nothing relevant to this question was found in the collection %q, so there is nothing to answer from. "+
 		"Add documents that cover it, or ask in other words.", collection)
-	return &huma.StreamResponse{Body: func(hctx huma.Context) {
-		r, w := humago.Unwrap(hctx)
+	return streamed(func(w http.ResponseWriter, r *http.Request) {
 		s.stream(w, r, &ragDialect{sources: []sourceBody{}}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 			if err := emit(llm.Delta{Text: text}); err != nil {
 				return nil, err
 			}
 			return &chat.Result{Text: text, Status: ferry.StatusComplete, StopReason: noMatchStopReason}, nil
 		})
-	}}, nil
+	}), nil
 }
 
 // ragPrompt is the system prompt that gives the model hits as numbered

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/chat"
@@ -46,7 +45,7 @@ func (s *server) resumable(w http.ResponseWriter, r *http.Request, d dialect, tu
 	defer cancel(nil)
 	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
 	defer stop()
-	s.produce(ctx, log, d, run, &asker{left: r.Context(), sw: newStreamWriter(w, d, s.opts.Keepalive)})
+	s.produce(ctx, log, d, run, &asker{left: r.Context(), sw: newStreamWriter(w, d, s.opts.Keepalive, s.work.do)})
 }
 
 // asker is the client that asked for an answer, while it is there.
@@ -129,7 +128,7 @@ func (s *server) produce(ctx context.Context, log *eventlog.Answer, d dialect,
 // leaves.
 func (s *server) follow(w http.ResponseWriter, r *http.Request, d dialect, cur *eventlog.Cursor) {
 	ctx := r.Context()
-	sw := newStreamWriter(w, d, s.opts.Keepalive)
+	sw := newStreamWriter(w, d, s.opts.Keepalive, s.work.do)
 	for {
 		b, err := cur.Next(ctx)
 		if err != nil {
@@ -254,8 +253,7 @@ func handleResumeStream(s *server) func(context.Context, *resumeInput) (*huma.St
 		if cur == nil {
 			return &huma.StreamResponse{Body: func(hctx huma.Context) { hctx.SetStatus(http.StatusNoContent) }}, nil
 		}
-		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			r, w := humago.Unwrap(hctx)
+		return streamed(func(w http.ResponseWriter, r *http.Request) {
 			// A client of an answer another instance generates waits on
 			// Redis; at shutdown it is let go, to come back elsewhere.
 			fctx, cancel := context.WithCancel(r.Context())
@@ -263,7 +261,7 @@ func handleResumeStream(s *server) func(context.Context, *resumeInput) (*huma.St
 			stop := context.AfterFunc(s.opts.Draining, cancel)
 			defer stop()
 			s.follow(w, r.WithContext(fctx), &seedDialect{}, cur)
-		}}, nil
+		}), nil
 	}
 }
 

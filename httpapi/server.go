@@ -124,7 +124,7 @@ func NewServer(log *slog.Logger, opts Options, svc Services) http.Handler {
 	if opts.Stopping == nil {
 		opts.Stopping = context.Background()
 	}
-	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux, cors: newCORSPolicy(opts.CORSOrigins), logs: svc.Logs}
+	s := &server{log: log, opts: opts, svc: svc, api: api, mux: mux, work: newWorkers(), cors: newCORSPolicy(opts.CORSOrigins), logs: svc.Logs}
 	if s.logs == nil {
 		s.logs = eventlog.New(eventlog.Options{Log: log})
 	}
@@ -139,6 +139,7 @@ type server struct {
 	svc  Services
 	api  huma.API
 	mux  *http.ServeMux
+	work *workers // run the handlers (offload.go)
 	cors corsPolicy
 	logs *eventlog.Logs // the answers' events (resume.go)
 }
@@ -161,7 +162,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	// A model call's admission notes the caller's rate limits in the
 	// report, and sw sets them as the response starts (see statusWriter).
-	r = r.WithContext(limit.WithReport(context.WithValue(r.Context(), requestIDKey, &requestInfo{id: id, start: start}), &sw.limits))
+	ri := &requestInfo{id: id, start: start}
+	r = r.WithContext(limit.WithReport(context.WithValue(r.Context(), requestIDKey, ri), &sw.limits))
 	if r.Body != nil && r.Body != http.NoBody {
 		// The body must arrive in time. A slow client is cut off: with 408
 		// when a handler is reading, else the connection closes after the
@@ -174,21 +176,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		huma.SetReadDeadline(w, time.Now().Add(s.opts.BodyReadTimeout))
 	}
 	var pattern string
-	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v) // how a handler asks to abort
-			}
-			s.log.ErrorContext(r.Context(), "panic", "request_id", id, "panic", v)
-			if sw.status == 0 {
-				writeProblem(sw, http.StatusInternalServerError, "internal error", nil)
-			}
-		}
-		s.logRequest(r, sw, start)
-		if s.opts.Observe != nil {
-			s.opts.Observe(pattern, sw.status, time.Since(start))
-		}
-	}()
+	defer func() { s.served(r, sw, pattern, recover()) }()
 	if s.applyCORS(sw, r) {
 		return // a preflight, answered
 	}
@@ -197,7 +185,26 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fallback(sw, r, h)
 		return
 	}
-	s.mux.ServeHTTP(sw, r)
+	s.serveOnWorker(sw, r, ri)
+}
+
+// served ends ServeHTTP: it answers a panic (p) that the handler left
+// unanswered, writes the access log line and tells Observe.
+func (s *server) served(r *http.Request, sw *statusWriter, pattern string, p any) {
+	ri := r.Context().Value(requestIDKey).(*requestInfo)
+	if p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p) // how a handler asks to abort
+		}
+		s.log.ErrorContext(r.Context(), "panic", "request_id", ri.id, "panic", p)
+		if sw.status == 0 {
+			writeProblem(sw, http.StatusInternalServerError, "internal error", nil)
+		}
+	}
+	s.logRequest(r, sw, ri.start)
+	if s.opts.Observe != nil {
+		s.opts.Observe(pattern, sw.status, time.Since(ri.start))
+	}
 }
 
 // refuseLargeBodies answers 413 for a body whose Content-Length is over
@@ -239,6 +246,10 @@ func validRequestID(id string) bool {
 type requestInfo struct {
 	id    string
 	start time.Time
+	// While a worker handles the request (offload.go): where it reports
+	// back, and the stream its handler started.
+	handled chan handled
+	rest    func()
 }
 
 // RequestID returns the request id that ctx carries, or "".

@@ -59,7 +59,7 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, d dialect,
 	stop := context.AfterFunc(s.opts.Draining, func() { cancel(errDraining) })
 	defer stop()
 
-	sw := newStreamWriter(w, d, s.opts.Keepalive)
+	sw := newStreamWriter(w, d, s.opts.Keepalive, s.work.do)
 	res, err := run(ctx, sw.text)
 	if r.Context().Err() != nil {
 		sw.stop()
@@ -94,10 +94,13 @@ type streamWriter struct {
 	interval  time.Duration
 	keepalive *time.Timer
 	err       error // the first write error: the client is gone
+	// deep, when set, runs the first write on another goroutine (see
+	// flush); nil runs it here.
+	deep func(func())
 }
 
-func newStreamWriter(w http.ResponseWriter, d dialect, interval time.Duration) *streamWriter {
-	sw := &streamWriter{w: w, rc: http.NewResponseController(w), d: d, interval: interval, buf: make([]byte, 0, 512)}
+func newStreamWriter(w http.ResponseWriter, d dialect, interval time.Duration, deep func(func())) *streamWriter {
+	sw := &streamWriter{w: w, rc: http.NewResponseController(w), d: d, interval: interval, buf: make([]byte, 0, 512), deep: deep}
 	if ka := d.keepalive(); ka != nil && interval > 0 {
 		// Hold mu while arming, so the timer's first run sees the field set.
 		sw.mu.Lock()
@@ -178,7 +181,21 @@ func (sw *streamWriter) flush() error {
 		sw.started = true
 		sw.d.header(sw.w.Header())
 		sw.w.WriteHeader(http.StatusOK)
+		if sw.deep != nil {
+			// net/http writes the headers out with the first flush, in a
+			// function whose frame alone is 2.8 KB: on a worker, so that the
+			// stream's goroutine, far down its calls here, need not grow
+			// (see offload.go).
+			var err error
+			sw.deep(func() { err = sw.write() })
+			return err
+		}
 	}
+	return sw.write()
+}
+
+// write is flush, once the response is committed.
+func (sw *streamWriter) write() error {
 	if len(sw.buf) > 0 {
 		// Not every ResponseWriter supports deadlines (httptest's recorder
 		// does not); flushing is what matters, so that error is ignored.

@@ -125,7 +125,7 @@ func TestDialectsEndEveryStream(t *testing.T) {
 // burst, then leave in one write.
 func TestBurstLeavesInOneWrite(t *testing.T) {
 	cw := &countingWriter{ResponseRecorder: httptest.NewRecorder()}
-	sw := newStreamWriter(cw, ndjsonDialect{stream: true}, 0)
+	sw := newStreamWriter(cw, ndjsonDialect{stream: true}, 0, nil)
 	for _, d := range []llm.Delta{{Text: "0\n", More: true}, {Text: "1\n", More: true}, {Text: "2\n", More: true}, {Text: "3\n"}} {
 		if err := sw.text(d); err != nil {
 			t.Fatal(err)

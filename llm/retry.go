@@ -71,58 +71,69 @@ type retrying struct {
 	policy RetryPolicy
 }
 
+// Stream and Models call the provider in a loop rather than through a
+// shared closure: Stream's frames are on a parked stream's stack.
 func (r *retrying) Stream(ctx context.Context, req Request, fn func(Delta) error) error {
-	delivered := false
-	deliver := func(d Delta) error {
-		delivered = true
-		return fn(d)
+	d := &delivery{fn: fn}
+	start := time.Now()
+	for n := 1; ; n++ {
+		err := r.Provider.Stream(ctx, req, d.deliver)
+		if again, err := r.again(ctx, start, n, !d.delivered, err); !again {
+			return err
+		}
 	}
-	return r.do(ctx, func() (bool, error) {
-		err := r.Provider.Stream(ctx, req, deliver)
-		return !delivered, err
-	})
+}
+
+// delivery passes deltas on, noting that one was: a stream that has
+// delivered cannot be repeated.
+type delivery struct {
+	fn        func(Delta) error
+	delivered bool
+}
+
+func (d *delivery) deliver(delta Delta) error {
+	d.delivered = true
+	return d.fn(delta)
 }
 
 func (r *retrying) Models(ctx context.Context) ([]Model, error) {
-	var models []Model
-	err := r.do(ctx, func() (bool, error) {
-		var err error
-		models, err = r.Provider.Models(ctx)
-		return true, err
-	})
-	return models, err
-}
-
-// do calls attempt until it succeeds, fails for good, or the policy runs
-// out. attempt reports whether repeating it is still safe.
-func (r *retrying) do(ctx context.Context, attempt func() (safe bool, err error)) error {
 	start := time.Now()
 	for n := 1; ; n++ {
-		safe, err := attempt()
-		var fe *ferry.Error
-		if err == nil || !errors.As(err, &fe) {
-			return err
-		}
-		if !safe || (fe.Code != ferry.RateLimited && fe.Code != ferry.Unavailable) {
-			r.failed(fe, false)
-			return err
-		}
-		wait := fe.RetryAfter
-		if wait == 0 {
-			wait = r.backoff(n)
-		}
-		if n >= r.policy.MaxAttempts || !r.fits(ctx, start, wait) {
-			r.failed(fe, false)
-			return withRetryAfter(fe, wait)
-		}
-		r.failed(fe, true)
-		if err := r.policy.Sleep(ctx, wait); err != nil {
-			if ctx.Err() != nil {
-				return ContextError(ctx, r.Name())
-			}
-			return err
+		models, err := r.Provider.Models(ctx)
+		if again, err := r.again(ctx, start, n, true, err); !again {
+			return models, err
 		}
 	}
+}
+
+// again reports whether to make attempt n+1 of a call that began at start,
+// now that attempt n ended with err (safe: repeating it is still safe),
+// having waited for it; if not, the error to return.
+func (r *retrying) again(ctx context.Context, start time.Time, n int, safe bool, err error) (bool, error) {
+	var fe *ferry.Error
+	if err == nil || !errors.As(err, &fe) {
+		return false, err
+	}
+	if !safe || (fe.Code != ferry.RateLimited && fe.Code != ferry.Unavailable) {
+		r.failed(fe, false)
+		return false, err
+	}
+	wait := fe.RetryAfter
+	if wait == 0 {
+		wait = r.backoff(n)
+	}
+	if n >= r.policy.MaxAttempts || !r.fits(ctx, start, wait) {
+		r.failed(fe, false)
+		return false, withRetryAfter(fe, wait)
+	}
+	r.failed(fe, true)
+	if err := r.policy.Sleep(ctx, wait); err != nil {
+		if ctx.Err() != nil {
+			return false, ContextError(ctx, r.Name())
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 func (r *retrying) failed(fe *ferry.Error, retrying bool) {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/ferryhq/ferry"
@@ -118,9 +119,9 @@ type documentBlock struct {
 // newRequest maps req onto the Messages API. Of req.Sampling it sends what
 // Supports names, under the API's own names (stop_sequences), and User as
 // metadata.user_id; the rest is the caller's to refuse (Sampling.Check).
-func newRequest(req llm.Request) messagesRequest {
+func newRequest(req llm.Request) *messagesRequest {
 	sm := req.Sampling
-	body := messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages)),
+	body := &messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages)),
 		Temperature: sm.Temperature, TopP: sm.TopP, TopK: sm.TopK, StopSequences: sm.Stop}
 	if sm.User != "" {
 		body.Metadata = &metadata{UserID: sm.User}
@@ -211,11 +212,23 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		return err
 	}
 	defer resp.Body.Close()
+	return p.read(ctx, resp.Body, fn)
+}
 
-	done := llm.Delta{Done: true}
-	var input, cacheWrite, cacheRead int
-	stopped := false
-	er := llm.NewEventReader(resp.Body)
+// answer is what a stream's events have said of the answer so far.
+type answer struct {
+	done                         llm.Delta
+	input, cacheWrite, cacheRead int
+	stopped                      bool
+}
+
+// read reads a Messages stream's events, calling fn with each text delta
+// and, at the end, with the Done delta. Its frame is what a parked stream
+// holds on its stack while the model thinks, so it keeps to text deltas
+// and leaves every other event to p.event.
+func (p *Provider) read(ctx context.Context, body io.Reader, fn func(llm.Delta) error) error {
+	a := answer{done: llm.Delta{Done: true}}
+	er := llm.NewEventReader(body)
 	for {
 		name, data, err := er.Next()
 		if err != nil {
@@ -238,51 +251,131 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 			}
 			continue
 		}
-		var ev event
-		if err := json.Unmarshal(data, &ev); err != nil {
-			return p.up.EventError("sent an event that is not JSON", err)
-		}
-		if string(name) == "error" || ev.Type == "error" {
-			return p.up.EventError(ev.Error.Message, fmt.Errorf("anthropic: %s event: %s", ev.Error.Type, ev.Error.Message))
-		}
-		switch ev.Type {
-		case "message_start":
-			u := ev.Message.Usage
-			done.Model = ev.Message.Model
-			input, cacheWrite, cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
-			done.Usage.OutputTokens = u.OutputTokens
-		case "content_block_delta":
-			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
-				if err := fn(llm.Delta{Text: ev.Delta.Text, More: er.Buffered()}); err != nil {
-					return err
-				}
-			}
-		case "message_delta":
-			// Its usage counts are cumulative; a count it leaves out stays
-			// as message_start gave it.
-			done.StopReason = ev.Delta.StopReason
-			if u := ev.Usage; u.OutputTokens > 0 {
-				done.Usage.OutputTokens = u.OutputTokens
-			}
-			if u := ev.Usage; u.InputTokens > 0 {
-				input, cacheWrite, cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
-			}
-		case "message_stop":
-			// Read on to the end of the body, which follows at once, so
-			// that the connection can be reused.
-			stopped = true
+		if err := p.event(&a, name, data, er.Buffered(), fn); err != nil {
+			return err
 		}
 	}
 	if ctx.Err() != nil {
 		return llm.ContextError(ctx, p.Name())
 	}
-	if !stopped {
+	if !a.stopped {
 		return p.up.Truncated()
 	}
 	// input_tokens leaves out the prompt tokens served from or written to
 	// the cache; Ferry counts everything the model read.
-	done.Usage.InputTokens = input + cacheWrite + cacheRead
-	return fn(done)
+	a.done.Usage.InputTokens = a.input + a.cacheWrite + a.cacheRead
+	return fn(a.done)
+}
+
+// event decodes an event other than a plain text delta in full, and notes
+// what it says in a; more is whether more of the stream is buffered.
+func (p *Provider) event(a *answer, name, data []byte, more bool, fn func(llm.Delta) error) error {
+	switch string(name) {
+	case "message_start", "message_delta", "message_stop", "content_block_start", "content_block_stop":
+		// The events of every answer are read flat (llm.WalkJSON), so
+		// that reading them does not deepen a parked stream's stack.
+		return p.flatEvent(a, string(name), data)
+	}
+	var ev event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return p.up.EventError("sent an event that is not JSON", err)
+	}
+	if string(name) == "error" || ev.Type == "error" {
+		return p.up.EventError(ev.Error.Message, fmt.Errorf("anthropic: %s event: %s", ev.Error.Type, ev.Error.Message))
+	}
+	switch ev.Type {
+	case "message_start":
+		u := ev.Message.Usage
+		a.done.Model = ev.Message.Model
+		a.input, a.cacheWrite, a.cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
+		a.done.Usage.OutputTokens = u.OutputTokens
+	case "content_block_delta":
+		if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
+			return fn(llm.Delta{Text: ev.Delta.Text, More: more})
+		}
+	case "message_delta":
+		// Its usage counts are cumulative; a count it leaves out stays
+		// as message_start gave it.
+		a.done.StopReason = ev.Delta.StopReason
+		if u := ev.Usage; u.OutputTokens > 0 {
+			a.done.Usage.OutputTokens = u.OutputTokens
+		}
+		if u := ev.Usage; u.InputTokens > 0 {
+			a.input, a.cacheWrite, a.cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
+		}
+	case "message_stop":
+		// Read on to the end of the body, which follows at once, so
+		// that the connection can be reused.
+		a.stopped = true
+	}
+	return nil
+}
+
+// flatEvent is event for an answer's own events, named name, which carry
+// no text: what they say is read with llm.WalkJSON into a, as event
+// would decode it.
+func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
+	typ := ""
+	var u usage
+	var usageSet, inputSet bool
+	err := llm.WalkJSON(data, func(path string, v json.Token) {
+		switch path {
+		case "type":
+			typ, _ = v.(string)
+		case "message.model":
+			if name == "message_start" {
+				a.done.Model, _ = v.(string)
+			}
+		case "delta.stop_reason":
+			if name == "message_delta" {
+				a.done.StopReason, _ = v.(string)
+			}
+		case "message.usage.input_tokens", "usage.input_tokens":
+			u.InputTokens, inputSet = tokenCount(v), true
+		case "message.usage.cache_creation_input_tokens", "usage.cache_creation_input_tokens":
+			u.CacheCreationInputTokens = tokenCount(v)
+		case "message.usage.cache_read_input_tokens", "usage.cache_read_input_tokens":
+			u.CacheReadInputTokens = tokenCount(v)
+		case "message.usage.output_tokens", "usage.output_tokens":
+			u.OutputTokens, usageSet = tokenCount(v), true
+		}
+	})
+	if err != nil {
+		return p.up.EventError("sent an event that is not JSON", err)
+	}
+	if typ == "error" {
+		// Not what its name says: read as any other event.
+		return p.event(a, []byte("error"), data, false, nil)
+	}
+	switch name {
+	case "message_start":
+		a.input, a.cacheWrite, a.cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
+		a.done.Usage.OutputTokens = u.OutputTokens
+	case "message_delta":
+		if usageSet && u.OutputTokens > 0 {
+			a.done.Usage.OutputTokens = u.OutputTokens
+		}
+		if inputSet && u.InputTokens > 0 {
+			a.input, a.cacheWrite, a.cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
+		}
+	case "message_stop":
+		a.stopped = true
+	}
+	return nil
+}
+
+// tokenCount is a usage count as WalkJSON gives it; 0 for anything but a
+// whole number.
+func tokenCount(v json.Token) int {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0
+	}
+	i, err := strconv.Atoi(string(n))
+	if err != nil {
+		return 0
+	}
+	return i
 }
 
 // Models implements llm.Provider.Models from the Models API, page by page.

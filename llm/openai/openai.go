@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/ferryhq/ferry"
@@ -229,8 +230,8 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 	}
 	defer resp.Body.Close()
 
-	done := llm.Delta{Done: true}
-	finished, ended := false, false
+	a := answer{done: llm.Delta{Done: true}}
+	ended := false
 	er := llm.NewEventReader(resp.Body)
 	for {
 		name, data, err := er.Next()
@@ -252,7 +253,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		if string(name) == "error" {
 			return p.up.EventError(eventMessage(data), fmt.Errorf("openai: error event: %s", data))
 		}
-		if text, ok := textChunk(data, done.Model); ok {
+		if text, ok := textChunk(data, a.done.Model); ok {
 			if text != "" {
 				if err := fn(llm.Delta{Text: text, More: er.Buffered()}); err != nil {
 					return err
@@ -260,6 +261,32 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 			}
 			continue
 		}
+		if err := p.chunk(&a, data, er.Buffered(), fn); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return llm.ContextError(ctx, p.Name())
+	}
+	if !a.finished {
+		return p.up.Truncated()
+	}
+	return fn(a.done)
+}
+
+// answer is what a stream's chunks have said of the answer so far.
+type answer struct {
+	done     llm.Delta
+	finished bool
+}
+
+// chunk reads a chunk that is more than text into a, and calls fn with
+// its text; more is whether more of the stream is buffered. Chunks are
+// read flat (llm.WalkJSON), so that reading the first and last of every
+// answer does not deepen a parked stream's stack; one that names an error
+// is decoded in full.
+func (p *Provider) chunk(a *answer, data []byte, more bool, fn func(llm.Delta) error) error {
+	if bytes.Contains(data, []byte(`"error"`)) {
 		var c chunk
 		if err := json.Unmarshal(data, &c); err != nil {
 			return p.up.EventError("sent an event that is not JSON", err)
@@ -267,34 +294,57 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		if len(c.Error) > 0 && string(c.Error) != "null" {
 			return p.up.EventError(eventMessage(data), fmt.Errorf("openai: error event: %s", data))
 		}
-		if c.Model != "" {
-			done.Model = c.Model
+	}
+	var text, model, finish string
+	var prompt, completion int
+	err := llm.WalkJSON(data, func(path string, v json.Token) {
+		switch path {
+		case "model":
+			model, _ = v.(string)
+		case "choices.0.delta.content":
+			text, _ = v.(string)
+		case "choices.0.finish_reason":
+			finish, _ = v.(string)
+		case "usage.prompt_tokens":
+			prompt = tokenCount(v)
+		case "usage.completion_tokens":
+			completion = tokenCount(v)
 		}
-		// With include_usage the last chunk has no choices, only usage;
-		// the others carry "usage": null.
-		if u := c.Usage; u.PromptTokens > 0 || u.CompletionTokens > 0 {
-			done.Usage = llm.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
-		}
-		if len(c.Choices) == 0 {
-			continue
-		}
-		ch := c.Choices[0]
-		if ch.Delta.Content != "" {
-			if err := fn(llm.Delta{Text: ch.Delta.Content, More: er.Buffered()}); err != nil {
-				return err
-			}
-		}
-		if ch.FinishReason != "" {
-			done.StopReason, finished = ch.FinishReason, true
+	})
+	if err != nil {
+		return p.up.EventError("sent an event that is not JSON", err)
+	}
+	if model != "" {
+		a.done.Model = model
+	}
+	// With include_usage the last chunk has no choices, only usage;
+	// the others carry "usage": null.
+	if prompt > 0 || completion > 0 {
+		a.done.Usage = llm.Usage{InputTokens: prompt, OutputTokens: completion}
+	}
+	if text != "" {
+		if err := fn(llm.Delta{Text: text, More: more}); err != nil {
+			return err
 		}
 	}
-	if ctx.Err() != nil {
-		return llm.ContextError(ctx, p.Name())
+	if finish != "" {
+		a.done.StopReason, a.finished = finish, true
 	}
-	if !finished {
-		return p.up.Truncated()
+	return nil
+}
+
+// tokenCount is a usage count as WalkJSON gives it; 0 for anything but a
+// whole number.
+func tokenCount(v json.Token) int {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0
 	}
-	return fn(done)
+	i, err := strconv.Atoi(string(n))
+	if err != nil {
+		return 0
+	}
+	return i
 }
 
 // eventMessage reads the message of an error event or body, which servers
