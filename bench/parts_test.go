@@ -50,7 +50,11 @@ type parts struct {
 	handler http.Handler
 }
 
-func newParts(b testing.TB) *parts {
+func newParts(b testing.TB) *parts { return newPartsWith(b, chat.Options{}) }
+
+// newPartsWith is newParts with chat's options as opts sets them, the
+// seed's system prompt added.
+func newPartsWith(b testing.TB, opts chat.Options) *parts {
 	b.Helper()
 	ctx := context.Background()
 	fake := llmtest.Start(b)
@@ -96,7 +100,8 @@ func newParts(b testing.TB) *parts {
 	if err != nil {
 		b.Fatal(err)
 	}
-	chatSvc := chat.NewService(st, router, chat.Options{SystemPrompt: config.SeedSystemPrompt})
+	opts.SystemPrompt = config.SeedSystemPrompt
+	chatSvc := chat.NewService(st, router, opts)
 	handler := httpapi.NewServer(slog.New(slog.DiscardHandler), httpapi.Options{Version: "bench", MaxBodyBytes: 1 << 20},
 		httpapi.Services{Store: st, Auth: authSvc, Chat: chatSvc, LLM: router, Ollama: o})
 	return &parts{fake: fake, store: st, auth: authSvc, chat: chatSvc, hc: hc, key: key, principal: p, handler: handler}

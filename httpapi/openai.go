@@ -337,9 +337,10 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 			return nil, err
 		}
 		if in.Body.Stream {
+			d := newChunkDialect(c)
 			return streamed(func(w http.ResponseWriter, r *http.Request) {
 				setCacheHeader(w.Header(), c.call.Cache)
-				s.stream(w, r, &chunkDialect{c: c}, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
+				s.stream(w, r, d, func(ctx context.Context, emit func(llm.Delta) error) (*chat.Result, error) {
 					return c.call.Stream(ctx, emit)
 				})
 			}), nil
@@ -367,9 +368,28 @@ func handleChatCompletions(s *server) func(context.Context, *completionInput) (*
 // data: [DONE]. A failure after the first chunk is a data: {"error": …}
 // event before [DONE].
 type chunkDialect struct {
-	c     *completion
-	sse   sseFrames
-	frame textFrame // a delta's chunk, made with the first
+	c       *completion
+	sse     sseFrames
+	opening []byte    // the role's chunk, whole
+	frame   textFrame // a delta's chunk
+}
+
+// newChunkDialect returns c's dialect with its first chunks made: by the
+// handler, before the stream, whose goroutine a reflective encode deep in
+// its calls would grow (see offload.go).
+func newChunkDialect(c *completion) *chunkDialect {
+	d := &chunkDialect{c: c}
+	d.prepare()
+	return d
+}
+
+func (d *chunkDialect) prepare() {
+	if d.opening != nil {
+		return
+	}
+	empty := ""
+	d.opening = d.sse.data(nil, d.c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
+	d.frame = newTextFrame(d.c.chunk(chunkDelta{Content: &empty}, nil), `"content":`)
 }
 
 func (d *chunkDialect) header(h http.Header) { setSSEHeaders(h) }
@@ -378,15 +398,13 @@ func (d *chunkDialect) errors() errorShape   { return openAIShape{} }
 
 // open appends the chunk that names the role, which OpenAI sends first.
 func (d *chunkDialect) open(b []byte) []byte {
-	empty := ""
-	return d.sse.data(b, d.c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
+	d.prepare()
+	return append(b, d.opening...)
 }
 
 func (d *chunkDialect) text(b []byte, delta llm.Delta, first bool) []byte {
 	if first {
 		b = d.open(b)
-		empty := ""
-		d.frame = newTextFrame(d.c.chunk(chunkDelta{Content: &empty}, nil), `"content":`)
 	}
 	return d.frame.data(b, delta.Text)
 }

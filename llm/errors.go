@@ -204,17 +204,23 @@ func (u Upstream) Do(ctx context.Context, hc *http.Client, req *http.Request, me
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
+	return nil, u.refused(ctx, req, resp, message)
+}
+
+// refused is Do's error for resp, an answer that is not 2xx. It is apart
+// from Do to keep Do's frame, under a stream's first request, small.
+func (u Upstream) refused(ctx context.Context, req *http.Request, resp *http.Response, message func(body []byte) string) error {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil && ctx.Err() != nil {
-		return nil, ContextError(ctx, u.Name)
+		return ContextError(ctx, u.Name)
 	}
 	msg := message(raw)
 	if msg == "" {
 		msg = string(raw)
 	}
 	cause := fmt.Errorf("%s: %s %s: status %d", u.Name, req.Method, req.URL.Path, resp.StatusCode)
-	return nil, u.HTTPError(resp.StatusCode, resp.Header, msg, cause)
+	return u.HTTPError(resp.StatusCode, resp.Header, msg, cause)
 }
 
 // DecodeJSON decodes at most limit bytes of body, an upstream's answer

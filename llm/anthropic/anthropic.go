@@ -119,7 +119,7 @@ type documentBlock struct {
 // newRequest maps req onto the Messages API. Of req.Sampling it sends what
 // Supports names, under the API's own names (stop_sequences), and User as
 // metadata.user_id; the rest is the caller's to refuse (Sampling.Check).
-func newRequest(req llm.Request) *messagesRequest {
+func newRequest(req *llm.Request) *messagesRequest {
 	sm := req.Sampling
 	body := &messagesRequest{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true, Messages: make([]message, 0, len(req.Messages)),
 		Temperature: sm.Temperature, TopP: sm.TopP, TopK: sm.TopK, StopSequences: sm.Stop}
@@ -203,7 +203,7 @@ type apiError struct {
 // Stream implements llm.Provider.Stream. An empty req.Model means
 // claude-sonnet-4-6; req.MaxTokens 0 means DefaultMaxTokens.
 func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
-	body, err := json.Marshal(newRequest(req))
+	body, err := json.Marshal(newRequest(&req))
 	if err != nil {
 		return fmt.Errorf("anthropic: encode request: %w", err)
 	}

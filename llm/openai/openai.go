@@ -124,9 +124,9 @@ type chatMessage struct {
 
 // newRequest maps req onto the Chat Completions API, req.Sampling included
 // under its own names (Extra aside: see encode).
-func newRequest(req llm.Request) chatRequest {
+func newRequest(req *llm.Request) *chatRequest {
 	sm := req.Sampling
-	body := chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1),
+	body := &chatRequest{Model: req.Model, Stream: true, Messages: make([]chatMessage, 0, len(req.Messages)+1),
 		Temperature: sm.Temperature, TopP: sm.TopP, Stop: sm.Stop, Seed: sm.Seed,
 		PresencePenalty: sm.PresencePenalty, FrequencyPenalty: sm.FrequencyPenalty, User: sm.User}
 	if f := sm.Format; f != nil {
@@ -162,7 +162,7 @@ func newRequest(req llm.Request) chatRequest {
 // encode returns the request body for req: newRequest's, followed by the
 // fields of req.Sampling.Extra as the client sent them, those newRequest
 // sets aside.
-func encode(req llm.Request) ([]byte, error) {
+func encode(req *llm.Request) ([]byte, error) {
 	body, err := json.Marshal(newRequest(req))
 	if err != nil || len(req.Sampling.Extra) == 0 {
 		return body, err
@@ -220,7 +220,7 @@ func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delt
 		}
 		req.Model = m
 	}
-	body, err := encode(req)
+	body, err := encode(&req)
 	if err != nil {
 		return fmt.Errorf("openai: encode request: %w", err)
 	}
