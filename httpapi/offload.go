@@ -1,8 +1,8 @@
 package httpapi
 
 import (
+	"iter"
 	"net/http"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -13,92 +13,81 @@ import (
 // 16 KB for the rest of its life, as deep as it is when it waits. The work
 // before a stream's first byte goes deep (huma validates the body
 // recursively, SQLite's engine has large frames), while the stream itself
-// does not. So the handler of a request runs on a worker goroutine, whose
-// stack has grown once and serves request after request, and a stream it
-// starts is handed back, to run on the connection's own goroutine (see
-// streamed), which then never grows past the 8 KB a bare proxy's does.
+// does not. So the handler of a request runs on a worker, whose stack has
+// grown once and serves request after request, and a stream it starts is
+// handed back, to run on the connection's own goroutine (see streamed),
+// which then never grows past the 8 KB a bare proxy's does.
 // TestStreamStackStaysSmall holds it there.
 
-// workers run handlers; idle ones wait for the next for workerIdle, then
-// end.
+// workers run calls for other goroutines, one at a time each.
 type workers struct {
-	jobs chan func()
+	idle chan *worker
 }
 
-const workerIdle = 10 * time.Second
+// maxIdleWorkers bounds the workers kept between calls; each holds the
+// stack its deepest call grew.
+const maxIdleWorkers = 64
 
 func newWorkers() *workers {
-	return &workers{jobs: make(chan func())}
+	return &workers{idle: make(chan *worker, maxIdleWorkers)}
 }
 
-// run runs fn on an idle worker, or on a new one when none is idle, and
-// returns at once.
-func (ws *workers) run(fn func()) {
-	select {
-	case ws.jobs <- fn:
-	default:
-		go ws.work(fn)
-	}
+// A worker is a goroutine that the caller switches to directly, as to a
+// coroutine (iter.Pull), and that switches back when the call returns: no
+// trip through the scheduler's queues, no other thread woken, as there
+// would be with a channel to a goroutine waiting on it.
+type worker struct {
+	call       func()
+	next       func() (struct{}, bool)
+	stopWorker func()
 }
 
-// do runs fn on a worker and waits for it; a panic in fn is raised again
-// here. It is for a call too deep for the calling goroutine's stack. With
-// no workers (a server built in a test without NewServer) fn runs here.
+func newWorker() *worker {
+	w := &worker{}
+	w.next, w.stopWorker = iter.Pull(func(yield func(struct{}) bool) {
+		for {
+			w.call()
+			w.call = nil
+			if !yield(struct{}{}) {
+				return
+			}
+		}
+	})
+	return w
+}
+
+// do runs fn on a worker and returns once fn has; a panic in fn is raised
+// here (iter.Pull's next raises it), and ends the worker. With no workers
+// (a server built in a test without NewServer) fn runs on the caller.
 func (ws *workers) do(fn func()) {
 	if ws == nil {
 		fn()
 		return
 	}
-	done := make(chan any, 1)
-	ws.run(func() {
-		defer func() { done <- recover() }()
-		fn()
-	})
-	if p := <-done; p != nil {
-		panic(p)
+	var w *worker
+	select {
+	case w = <-ws.idle:
+	default:
+		w = newWorker()
+	}
+	w.call = fn
+	w.next()
+	select {
+	case ws.idle <- w:
+	default:
+		w.stopWorker()
 	}
 }
 
-func (ws *workers) work(fn func()) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		fn()
-		idle.Reset(workerIdle)
-		select {
-		case fn = <-ws.jobs:
-		case <-idle.C:
-			return
-		}
-	}
-}
-
-// handled is what a worker reports back about a request it handled.
-type handled struct {
-	panicked any    // what the handler panicked with, to panic with again
-	rest     func() // the stream to run on the request's own goroutine
-}
-
-// serveOnWorker serves r with s.mux on a worker and waits for it; then
-// runs the stream, if the handler started one, on this goroutine. A panic
-// on the worker is raised again here, where ServeHTTP recovers it.
+// serveOnWorker serves r with s.mux on a worker; then runs the stream, if
+// the handler started one, on this goroutine.
 func (s *server) serveOnWorker(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
-	ri.handled = make(chan handled, 1)
-	s.work.run(func() {
-		var rest func()
-		defer func() {
-			ri.handled <- handled{panicked: recover(), rest: rest}
-		}()
-		s.mux.ServeHTTP(w, r)
-		rest, ri.rest = ri.rest, nil
-	})
-	h := <-ri.handled
-	ri.handled = nil
-	if h.panicked != nil {
-		panic(h.panicked)
-	}
-	if h.rest != nil {
-		h.rest()
+	ri.onWorker = true
+	s.work.do(func() { s.mux.ServeHTTP(w, r) })
+	ri.onWorker = false
+	if rest := ri.rest; rest != nil {
+		ri.rest = nil
+		rest()
 	}
 }
 
@@ -110,7 +99,7 @@ func (s *server) serveOnWorker(w http.ResponseWriter, r *http.Request, ri *reque
 func streamed(fn func(w http.ResponseWriter, r *http.Request)) *huma.StreamResponse {
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		r, w := humago.Unwrap(hctx)
-		if ri, ok := r.Context().Value(requestIDKey).(*requestInfo); ok && ri.handled != nil {
+		if ri, ok := r.Context().Value(requestIDKey).(*requestInfo); ok && ri.onWorker {
 			ri.rest = func() { fn(w, r) }
 			return
 		}

@@ -149,7 +149,8 @@ type server struct {
 // shallow stack: it sets the request id, bounds the time the body may take
 // to arrive (Options.BodyReadTimeout), recovers panics, answers CORS
 // (Options.CORSOrigins), answers unknown routes and methods in JSON, and
-// writes the access log line.
+// writes the access log line. The route's handler runs on a worker, and a
+// stream it starts on this goroutine (offload.go).
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-ID")
@@ -246,10 +247,10 @@ func validRequestID(id string) bool {
 type requestInfo struct {
 	id    string
 	start time.Time
-	// While a worker handles the request (offload.go): where it reports
-	// back, and the stream its handler started.
-	handled chan handled
-	rest    func()
+	// Whether a worker is running the request's handler (offload.go), and
+	// the stream the handler started, to run after it.
+	onWorker bool
+	rest     func()
 }
 
 // RequestID returns the request id that ctx carries, or "".
