@@ -315,29 +315,32 @@ func (p *Provider) event(a *answer, name, data []byte, more bool, fn func(llm.De
 // no text: what they say is read with llm.WalkJSON into a, as event
 // would decode it.
 func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
-	typ := ""
+	var typ, model, stop string
 	var u usage
-	var usageSet, inputSet bool
+	usageAt := "message.usage." // message_start's; message_delta's is "usage."
+	if name == "message_delta" {
+		usageAt = "usage."
+	}
 	err := llm.WalkJSON(data, func(path string, v json.Token) {
 		switch path {
 		case "type":
 			typ, _ = v.(string)
 		case "message.model":
-			if name == "message_start" {
-				a.done.Model, _ = v.(string)
-			}
+			model, _ = v.(string)
 		case "delta.stop_reason":
-			if name == "message_delta" {
-				a.done.StopReason, _ = v.(string)
+			stop, _ = v.(string)
+		}
+		if field, ok := strings.CutPrefix(path, usageAt); ok {
+			switch field {
+			case "input_tokens":
+				u.InputTokens = tokenCount(v)
+			case "cache_creation_input_tokens":
+				u.CacheCreationInputTokens = tokenCount(v)
+			case "cache_read_input_tokens":
+				u.CacheReadInputTokens = tokenCount(v)
+			case "output_tokens":
+				u.OutputTokens = tokenCount(v)
 			}
-		case "message.usage.input_tokens", "usage.input_tokens":
-			u.InputTokens, inputSet = tokenCount(v), true
-		case "message.usage.cache_creation_input_tokens", "usage.cache_creation_input_tokens":
-			u.CacheCreationInputTokens = tokenCount(v)
-		case "message.usage.cache_read_input_tokens", "usage.cache_read_input_tokens":
-			u.CacheReadInputTokens = tokenCount(v)
-		case "message.usage.output_tokens", "usage.output_tokens":
-			u.OutputTokens, usageSet = tokenCount(v), true
 		}
 	})
 	if err != nil {
@@ -349,13 +352,17 @@ func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
 	}
 	switch name {
 	case "message_start":
+		a.done.Model = model
 		a.input, a.cacheWrite, a.cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
 		a.done.Usage.OutputTokens = u.OutputTokens
 	case "message_delta":
-		if usageSet && u.OutputTokens > 0 {
+		// Its usage counts are cumulative; a count it leaves out stays
+		// as message_start gave it.
+		a.done.StopReason = stop
+		if u.OutputTokens > 0 {
 			a.done.Usage.OutputTokens = u.OutputTokens
 		}
-		if inputSet && u.InputTokens > 0 {
+		if u.InputTokens > 0 {
 			a.input, a.cacheWrite, a.cacheRead = u.InputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens
 		}
 	case "message_stop":

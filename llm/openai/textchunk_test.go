@@ -3,6 +3,8 @@ package openai
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/ferryhq/ferry/llm"
 )
 
 func TestTextChunk(t *testing.T) {
@@ -68,4 +70,53 @@ func FuzzTextChunk(f *testing.F) {
 			t.Fatalf("hot path read %q; the full decode %+v", text, c)
 		}
 	})
+}
+
+// TestFlatChunks holds the flat reading of the chunks that are more than
+// text (the role's, the finish's, the usage's) to a full decode of them
+// into the chunk struct, chunk after chunk, as a stream reads them.
+func TestFlatChunks(t *testing.T) {
+	p := New(Config{BaseURL: "http://127.0.0.1:1"})
+	decoded := func(a *answer, data string) (text string) {
+		var c chunk
+		if err := json.Unmarshal([]byte(data), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Model != "" {
+			a.done.Model = c.Model
+		}
+		if u := c.Usage; u.PromptTokens > 0 || u.CompletionTokens > 0 {
+			a.done.Usage = llm.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
+		}
+		if len(c.Choices) > 0 {
+			text = c.Choices[0].Delta.Content
+			if f := c.Choices[0].FinishReason; f != "" {
+				a.done.StopReason, a.finished = f, true
+			}
+		}
+		return text
+	}
+	flat, full := answer{}, answer{}
+	for _, data := range []string{
+		`{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}`,
+		`{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \u00e9"},"finish_reason":null}]}`,
+		`{"id":"c1","choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"},"finish_reason":"length"}]}`,
+		`{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini-2024","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}`,
+		`{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":0}}}`,
+	} {
+		var got string
+		err := p.chunk(&flat, []byte(data), false, func(d llm.Delta) error { got += d.Text; return nil })
+		if err != nil {
+			t.Fatalf("%s: %v", data, err)
+		}
+		want := decoded(&full, data)
+		if got != want || flat != full {
+			t.Errorf("after %s:\nflat %q %+v\nfull %q %+v", data, got, flat, want, full)
+		}
+	}
+	for _, bad := range []string{`{"choices":[`, `{"model":"m"}}`, `{"error":{"message":"boom"}}`} {
+		if err := p.chunk(&answer{}, []byte(bad), false, func(llm.Delta) error { return nil }); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
 }
