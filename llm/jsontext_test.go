@@ -33,37 +33,61 @@ func TestCutJSONString(t *testing.T) {
 }
 
 func TestWalkJSON(t *testing.T) {
-	type leaf struct {
-		path string
-		v    any
-	}
+	type leaf struct{ path, raw string }
 	walk := func(data string) ([]leaf, error) {
 		var got []leaf
-		err := llm.WalkJSON([]byte(data), func(path string, v json.Token) {
-			got = append(got, leaf{path, v})
+		err := llm.WalkJSON([]byte(data), func(path, raw []byte) {
+			got = append(got, leaf{string(path), string(raw)})
 		})
 		return got, err
 	}
-	got, err := walk(`{"type":"message_start","message":{"model":"m","content":[],"usage":{"input_tokens":12,"output_tokens":1}},` +
-		`"choices":[{"delta":{"content":"a"},"finish_reason":null},{"delta":{"content":"b\u00e9"}}],"list":[[1,2],{"k":true}],"e":{}}`)
+	got, err := walk(` {"type":"message_start","message":{"model":"m","content":[],"usage":{"input_tokens":12,"output_tokens":-1.5e+3}},` +
+		"\n\t" + `"choices" : [ {"delta":{"content":"a\"b"},"finish_reason":null},{"delta":{"content":"b\u00e9"}}],"list":[[1,2],{"k":true},false],"e":{},"k\u00e9y":0} `)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []leaf{
-		{"type", "message_start"}, {"message.model", "m"},
-		{"message.usage.input_tokens", json.Number("12")}, {"message.usage.output_tokens", json.Number("1")},
-		{"choices.0.delta.content", "a"}, {"choices.0.finish_reason", nil}, {"choices.1.delta.content", "bé"},
-		{"list.0.0", json.Number("1")}, {"list.0.1", json.Number("2")}, {"list.1.k", true},
+		{"type", `"message_start"`}, {"message.model", `"m"`},
+		{"message.usage.input_tokens", "12"}, {"message.usage.output_tokens", "-1.5e+3"},
+		{"choices.0.delta.content", `"a\"b"`}, {"choices.0.finish_reason", "null"}, {"choices.1.delta.content", `"b\u00e9"`},
+		{"list.0.0", "1"}, {"list.0.1", "2"}, {"list.1.k", "true"}, {"list.2", "false"}, {"kéy", "0"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
-	if got, err := walk(`"top"`); err != nil || !reflect.DeepEqual(got, []leaf{{"", "top"}}) {
+	if got, err := walk(`"top"`); err != nil || !reflect.DeepEqual(got, []leaf{{"", `"top"`}}) {
 		t.Errorf("a top-level string: %v, %v", got, err)
 	}
-	for _, bad := range []string{``, `{`, `{"a":}`, `{"a":1,}`, `[1 2]`, `{"a":1} {}`, `{"a":1}x`, `{1:2}`} {
+	// Whatever encoding/json refuses, WalkJSON refuses.
+	for _, bad := range []string{``, ` `, `{`, `{"a":}`, `{"a":1,}`, `[1 2]`, `[1,]`, `{"a":1} {}`, `{"a":1}x`, `{1:2}`, `{"a" 1}`,
+		`{"a":[}`, `[}`, `{]`, `"\x"`, `"a`, "\"\x01\"", `01`, `1.`, `.5`, `-`, `1e`, `tru`, `nul`, `{"a":"\ud83d`, `"\u12"`, `"\u12zz"`} {
+		if json.Valid([]byte(bad)) {
+			t.Fatalf("%q is valid JSON", bad)
+		}
 		if _, err := walk(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
+	for _, good := range []string{`{}`, `[]`, `[[]]`, `{"a":{}}`, `0`, `-0.0e-0`, `"\ud83d\ude80"`, `null`, "\"\xff\""} {
+		if _, err := walk(good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+	}
+}
+
+// FuzzWalkJSON holds WalkJSON to encoding/json on what is JSON.
+func FuzzWalkJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,{"b":"c"}],"d":null}`, `[true,false,-1.5e3,"x\n"]`, `{"a":}`, `"\ud83d"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := llm.WalkJSON([]byte(s), func(path, raw []byte) {
+			if !json.Valid(raw) {
+				t.Errorf("%q: leaf %q at %q is not JSON", s, raw, path)
+			}
+		})
+		if valid := json.Valid([]byte(s)); valid != (err == nil) {
+			t.Errorf("%q: encoding/json says valid %v, WalkJSON %v", s, valid, err)
+		}
+	})
 }

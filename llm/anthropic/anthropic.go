@@ -317,29 +317,29 @@ func (p *Provider) event(a *answer, name, data []byte, more bool, fn func(llm.De
 func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
 	var typ, model, stop string
 	var u usage
-	usageAt := "message.usage." // message_start's; message_delta's is "usage."
+	usageAt := []byte("message.usage.") // message_start's; message_delta's is "usage."
 	if name == "message_delta" {
-		usageAt = "usage."
+		usageAt = usageAt[len("message."):]
 	}
-	err := llm.WalkJSON(data, func(path string, v json.Token) {
-		switch path {
+	err := llm.WalkJSON(data, func(path, raw []byte) {
+		switch string(path) {
 		case "type":
-			typ, _ = v.(string)
+			typ = jsonString(raw)
 		case "message.model":
-			model, _ = v.(string)
+			model = jsonString(raw)
 		case "delta.stop_reason":
-			stop, _ = v.(string)
+			stop = jsonString(raw)
 		}
-		if field, ok := strings.CutPrefix(path, usageAt); ok {
-			switch field {
+		if field, ok := bytes.CutPrefix(path, usageAt); ok {
+			switch string(field) {
 			case "input_tokens":
-				u.InputTokens = tokenCount(v)
+				u.InputTokens = tokenCount(raw)
 			case "cache_creation_input_tokens":
-				u.CacheCreationInputTokens = tokenCount(v)
+				u.CacheCreationInputTokens = tokenCount(raw)
 			case "cache_read_input_tokens":
-				u.CacheReadInputTokens = tokenCount(v)
+				u.CacheReadInputTokens = tokenCount(raw)
 			case "output_tokens":
-				u.OutputTokens = tokenCount(v)
+				u.OutputTokens = tokenCount(raw)
 			}
 		}
 	})
@@ -371,18 +371,20 @@ func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
 	return nil
 }
 
-// tokenCount is a usage count as WalkJSON gives it; 0 for anything but a
-// whole number.
-func tokenCount(v json.Token) int {
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0
-	}
-	i, err := strconv.Atoi(string(n))
+// jsonString is the string raw holds; "" for anything else (null).
+func jsonString(raw []byte) string {
+	s, _, _ := llm.CutJSONString(raw)
+	return s
+}
+
+// tokenCount is the usage count raw holds; 0 for anything but a whole
+// number (null).
+func tokenCount(raw []byte) int {
+	n, err := strconv.Atoi(string(raw))
 	if err != nil {
 		return 0
 	}
-	return i
+	return n
 }
 
 // Models implements llm.Provider.Models from the Models API, page by page.

@@ -297,18 +297,18 @@ func (p *Provider) chunk(a *answer, data []byte, more bool, fn func(llm.Delta) e
 	}
 	var text, model, finish string
 	var prompt, completion int
-	err := llm.WalkJSON(data, func(path string, v json.Token) {
-		switch path {
+	err := llm.WalkJSON(data, func(path, raw []byte) {
+		switch string(path) {
 		case "model":
-			model, _ = v.(string)
+			model = jsonString(raw)
 		case "choices.0.delta.content":
-			text, _ = v.(string)
+			text = jsonString(raw)
 		case "choices.0.finish_reason":
-			finish, _ = v.(string)
+			finish = jsonString(raw)
 		case "usage.prompt_tokens":
-			prompt = tokenCount(v)
+			prompt = tokenCount(raw)
 		case "usage.completion_tokens":
-			completion = tokenCount(v)
+			completion = tokenCount(raw)
 		}
 	})
 	if err != nil {
@@ -333,18 +333,20 @@ func (p *Provider) chunk(a *answer, data []byte, more bool, fn func(llm.Delta) e
 	return nil
 }
 
-// tokenCount is a usage count as WalkJSON gives it; 0 for anything but a
-// whole number.
-func tokenCount(v json.Token) int {
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0
-	}
-	i, err := strconv.Atoi(string(n))
+// jsonString is the string raw holds; "" for anything else (null).
+func jsonString(raw []byte) string {
+	s, _, _ := llm.CutJSONString(raw)
+	return s
+}
+
+// tokenCount is the usage count raw holds; 0 for anything but a whole
+// number (null).
+func tokenCount(raw []byte) int {
+	n, err := strconv.Atoi(string(raw))
 	if err != nil {
 		return 0
 	}
-	return i
+	return n
 }
 
 // eventMessage reads the message of an error event or body, which servers
