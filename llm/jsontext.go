@@ -334,3 +334,20 @@ func numberLen(b []byte) (int, bool) {
 	}
 	return i, true
 }
+
+// JSONString is the string that raw, a value WalkJSON gave, holds; "" for
+// anything else (null).
+func JSONString(raw []byte) string {
+	s, _, _ := CutJSONString(raw)
+	return s
+}
+
+// JSONInt is the whole number that raw, a value WalkJSON gave, holds; 0
+// for anything else (null, a fraction).
+func JSONInt(raw []byte) int {
+	n, err := strconv.Atoi(string(raw))
+	if err != nil {
+		return 0
+	}
+	return n
+}

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/ferryhq/ferry"
@@ -324,22 +323,22 @@ func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
 	err := llm.WalkJSON(data, func(path, raw []byte) {
 		switch string(path) {
 		case "type":
-			typ = jsonString(raw)
+			typ = llm.JSONString(raw)
 		case "message.model":
-			model = jsonString(raw)
+			model = llm.JSONString(raw)
 		case "delta.stop_reason":
-			stop = jsonString(raw)
+			stop = llm.JSONString(raw)
 		}
 		if field, ok := bytes.CutPrefix(path, usageAt); ok {
 			switch string(field) {
 			case "input_tokens":
-				u.InputTokens = tokenCount(raw)
+				u.InputTokens = llm.JSONInt(raw)
 			case "cache_creation_input_tokens":
-				u.CacheCreationInputTokens = tokenCount(raw)
+				u.CacheCreationInputTokens = llm.JSONInt(raw)
 			case "cache_read_input_tokens":
-				u.CacheReadInputTokens = tokenCount(raw)
+				u.CacheReadInputTokens = llm.JSONInt(raw)
 			case "output_tokens":
-				u.OutputTokens = tokenCount(raw)
+				u.OutputTokens = llm.JSONInt(raw)
 			}
 		}
 	})
@@ -369,22 +368,6 @@ func (p *Provider) flatEvent(a *answer, name string, data []byte) error {
 		a.stopped = true
 	}
 	return nil
-}
-
-// jsonString is the string raw holds; "" for anything else (null).
-func jsonString(raw []byte) string {
-	s, _, _ := llm.CutJSONString(raw)
-	return s
-}
-
-// tokenCount is the usage count raw holds; 0 for anything but a whole
-// number (null).
-func tokenCount(raw []byte) int {
-	n, err := strconv.Atoi(string(raw))
-	if err != nil {
-		return 0
-	}
-	return n
 }
 
 // Models implements llm.Provider.Models from the Models API, page by page.

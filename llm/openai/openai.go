@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/ferryhq/ferry"
@@ -300,15 +299,15 @@ func (p *Provider) chunk(a *answer, data []byte, more bool, fn func(llm.Delta) e
 	err := llm.WalkJSON(data, func(path, raw []byte) {
 		switch string(path) {
 		case "model":
-			model = jsonString(raw)
+			model = llm.JSONString(raw)
 		case "choices.0.delta.content":
-			text = jsonString(raw)
+			text = llm.JSONString(raw)
 		case "choices.0.finish_reason":
-			finish = jsonString(raw)
+			finish = llm.JSONString(raw)
 		case "usage.prompt_tokens":
-			prompt = tokenCount(raw)
+			prompt = llm.JSONInt(raw)
 		case "usage.completion_tokens":
-			completion = tokenCount(raw)
+			completion = llm.JSONInt(raw)
 		}
 	})
 	if err != nil {
@@ -331,22 +330,6 @@ func (p *Provider) chunk(a *answer, data []byte, more bool, fn func(llm.Delta) e
 		a.done.StopReason, a.finished = finish, true
 	}
 	return nil
-}
-
-// jsonString is the string raw holds; "" for anything else (null).
-func jsonString(raw []byte) string {
-	s, _, _ := llm.CutJSONString(raw)
-	return s
-}
-
-// tokenCount is the usage count raw holds; 0 for anything but a whole
-// number (null).
-func tokenCount(raw []byte) int {
-	n, err := strconv.Atoi(string(raw))
-	if err != nil {
-		return 0
-	}
-	return n
 }
 
 // eventMessage reads the message of an error event or body, which servers
