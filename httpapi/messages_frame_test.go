@@ -30,7 +30,7 @@ func BenchmarkMessagesDelta(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		d    dialect
-	}{{"anthropic", &messagesDialect{id: "msg_1", model: "m"}}, {"openai", &chunkDialect{c: &completion{id: "chatcmpl-1", model: "m"}}}} {
+	}{{"anthropic", &messagesDialect{id: "msg_1", model: "m"}}, {"openai", newChunkDialect(&completion{id: "chatcmpl-1", model: "m"})}} {
 		b.Run(tc.name, func(b *testing.B) {
 			buf := tc.d.text(nil, d, true)
 			b.ReportAllocs()

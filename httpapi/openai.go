@@ -379,17 +379,10 @@ type chunkDialect struct {
 // its calls would grow (see offload.go).
 func newChunkDialect(c *completion) *chunkDialect {
 	d := &chunkDialect{c: c}
-	d.prepare()
-	return d
-}
-
-func (d *chunkDialect) prepare() {
-	if d.opening != nil {
-		return
-	}
 	empty := ""
-	d.opening = d.sse.data(nil, d.c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
-	d.frame = newTextFrame(d.c.chunk(chunkDelta{Content: &empty}, nil), `"content":`)
+	d.opening = d.sse.data(nil, c.chunk(chunkDelta{Role: "assistant", Content: &empty}, nil))
+	d.frame = newTextFrame(c.chunk(chunkDelta{Content: &empty}, nil), `"content":`)
+	return d
 }
 
 func (d *chunkDialect) header(h http.Header) { setSSEHeaders(h) }
@@ -398,7 +391,6 @@ func (d *chunkDialect) errors() errorShape   { return openAIShape{} }
 
 // open appends the chunk that names the role, which OpenAI sends first.
 func (d *chunkDialect) open(b []byte) []byte {
-	d.prepare()
 	return append(b, d.opening...)
 }
 

@@ -177,7 +177,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		huma.SetReadDeadline(w, time.Now().Add(s.opts.BodyReadTimeout))
 	}
 	var pattern string
-	defer func() { s.served(r, sw, pattern, recover()) }()
+	defer func() { s.served(r, ri, sw, pattern, recover()) }()
 	if s.applyCORS(sw, r) {
 		return // a preflight, answered
 	}
@@ -191,8 +191,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // served ends ServeHTTP: it answers a panic (p) that the handler left
 // unanswered, writes the access log line and tells Observe.
-func (s *server) served(r *http.Request, sw *statusWriter, pattern string, p any) {
-	ri := r.Context().Value(requestIDKey).(*requestInfo)
+func (s *server) served(r *http.Request, ri *requestInfo, sw *statusWriter, pattern string, p any) {
 	if p != nil {
 		if p == http.ErrAbortHandler {
 			panic(p) // how a handler asks to abort

@@ -95,7 +95,7 @@ func TestDialectsEndEveryStream(t *testing.T) {
 	}{
 		{"seed", func() dialect { return &seedDialect{turn: &chat.Turn{}} }, "\"done\":true,\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":3,\"output_tokens\":3}}\n\n",
 			"data: {\"done\":true}\n\n", "application/problem+json", "detail"},
-		{"openai", func() dialect { return &chunkDialect{c: c} }, "data: [DONE]\n\n", "data: [DONE]\n\n", "application/json", "error"},
+		{"openai", func() dialect { return newChunkDialect(c) }, "data: [DONE]\n\n", "data: [DONE]\n\n", "application/json", "error"},
 		{"ollama", func() dialect { return ndjsonDialect{stream: true} }, "c", "\"error\":\"upstream broke\"}\n", "application/json", "error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

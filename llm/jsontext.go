@@ -151,10 +151,16 @@ func WalkJSON(data []byte, fn func(path, raw []byte)) error {
 				return nil
 			}
 			top := &levels[n-1]
+			closer := byte(']')
+			if top.object {
+				closer = '}'
+			}
 			switch {
-			case i < len(data) && data[i] == ',':
+			case i >= len(data):
+				return io.ErrUnexpectedEOF
+			case data[i] == ',':
 				expectValue, top.wantKey = true, top.object
-			case i < len(data) && data[i] == '}' && top.object, i < len(data) && data[i] == ']' && !top.object:
+			case data[i] == closer:
 				path = path[:top.at]
 				levels = levels[:n-1]
 			default:

@@ -192,23 +192,6 @@ func isReasoningModel(model string) bool {
 	return false
 }
 
-// chunk is the part of a chat.completion.chunk that Stream reads, or an
-// error a server sends in the stream instead.
-type chunk struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Delta struct {
-			Content string `json:"content"`
-		} `json:"delta"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage struct {
-		PromptTokens     int `json:"prompt_tokens"`
-		CompletionTokens int `json:"completion_tokens"`
-	} `json:"usage"`
-	Error json.RawMessage `json:"error"`
-}
-
 // Stream implements llm.Provider.Stream. An empty req.Model means the first
 // model the server lists.
 func (p *Provider) Stream(ctx context.Context, req llm.Request, fn func(llm.Delta) error) error {
@@ -282,11 +265,13 @@ type answer struct {
 // chunk reads a chunk that is more than text into a, and calls fn with
 // its text; more is whether more of the stream is buffered. Chunks are
 // read flat (llm.WalkJSON), so that reading the first and last of every
-// answer does not deepen a parked stream's stack; one that names an error
-// is decoded in full.
+// answer does not deepen a parked stream's stack; in one that names an
+// error, the error is read first.
 func (p *Provider) chunk(a *answer, data []byte, more bool, fn func(llm.Delta) error) error {
 	if bytes.Contains(data, []byte(`"error"`)) {
-		var c chunk
+		var c struct {
+			Error json.RawMessage `json:"error"`
+		}
 		if err := json.Unmarshal(data, &c); err != nil {
 			return p.up.EventError("sent an event that is not JSON", err)
 		}

@@ -120,3 +120,20 @@ func TestFlatChunks(t *testing.T) {
 		}
 	}
 }
+
+// chunk is what Stream reads of a chat.completion.chunk, decoded in full:
+// what the tests hold its readers to.
+type chunk struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
