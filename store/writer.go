@@ -58,6 +58,8 @@ type Pending struct {
 	err  error   // set before done is closed
 	w    *writer // to hasten while someone waits; nil when done at once
 	late bool    // SubmitLater's: waiting on it does not hasten the writer
+
+	taken bool // in a batch, committing or done; guarded by the writer's mu
 }
 
 func (p *Pending) complete(err error) {
@@ -77,7 +79,7 @@ func (p *Pending) Wait(ctx context.Context) error {
 	default:
 	}
 	if !p.late {
-		p.w.hasten()
+		p.w.hasten(p)
 	}
 	select {
 	case <-p.done:
@@ -170,17 +172,18 @@ func (s *Store) submit(late bool, ops []Op) *Pending {
 	if !late {
 		w.soon++
 	}
-	urge := !late && w.soon == 1
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default: // a token is already there
-	}
-	if urge {
+	if !late && w.soon == 1 {
+		// Under mu, as hasten's token: sent after next took this group,
+		// it would end a later linger for nothing.
 		select {
 		case w.urge <- struct{}{}:
 		default:
 		}
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default: // a token is already there
 	}
 	return p
 }
@@ -203,7 +206,7 @@ func (s *Store) Sync(ctx context.Context) error {
 		return nil
 	default:
 	}
-	s.w.hasten()
+	s.w.hasten(p)
 	select {
 	case <-p.done:
 		return nil
@@ -238,12 +241,21 @@ func (w *writer) close() {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	w.hasten()
+	w.hasten(nil)
 	<-w.stopped
 }
 
-// hasten ends the writer's linger: someone is waiting for the queue.
-func (w *writer) hasten() {
+// hasten ends the writer's linger: someone waits for p (nil: for all of the
+// queue). Once p is in a batch there is nothing to hurry, and a token left
+// then would cut a later linger short for writes nobody waits for, so the
+// check and the token are one step under mu, the lock next takes a batch
+// and drains stale tokens under.
+func (w *writer) hasten(p *Pending) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p != nil && p.taken {
+		return
+	}
 	select {
 	case w.hurry <- struct{}{}:
 	default:
@@ -294,6 +306,7 @@ func (w *writer) next() ([]*group, bool) {
 		if !w.queue[n].p.late {
 			w.soon--
 		}
+		w.queue[n].p.taken = true
 		n++
 	}
 	batch := make([]*group, n)
