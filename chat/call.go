@@ -289,31 +289,25 @@ func (a *answering) result(err error) *Result {
 // ones, then the admission is released and the observers told.
 func (c *Call) finish(ctx context.Context, res *Result, err error) {
 	c.save(ctx, res)
-	var answer *store.Pending
+	// The answer has been given; a write that fails for good is only worth
+	// a log line here (a turn's own rows were checked before done).
+	unsaved := func(err error) {
+		c.svc.opts.Log.ErrorContext(ctx, "saving a model call", "endpoint", c.Endpoint, "error", err)
+	}
 	if c.answer != nil {
-		answer = c.svc.store.SubmitLater(c.answer(res, err))
+		c.svc.store.SubmitLater(func(err error) {
+			// An answer whose conversation was deleted meanwhile (its user
+			// too, perhaps) is not there to finish: nothing is lost.
+			if ferry.ErrorCode(err) != ferry.NotFound {
+				unsaved(err)
+			}
+		}, c.answer(res, err))
 	}
 	// The usage entry is a group of its own, so that it is kept when the
 	// answer's row is gone (its conversation or user was deleted while the
 	// call ran).
-	logged := c.svc.store.SubmitLater(store.InsertUsage(c.usage(res)))
+	c.svc.store.SubmitLater(unsaved, store.InsertUsage(c.usage(res)))
 	c.svc.active.remove(c)
-	go func() {
-		// The answer has been given; a write that fails for good is only
-		// worth a log line here (a turn's own rows were checked before done).
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		for _, p := range []*store.Pending{answer, logged} {
-			if p == nil {
-				continue
-			}
-			// An answer whose conversation was deleted meanwhile (its user
-			// too, perhaps) is not there to finish: nothing is lost.
-			if err := p.Wait(wctx); err != nil && !(p == answer && ferry.ErrorCode(err) == ferry.NotFound) {
-				c.svc.opts.Log.ErrorContext(ctx, "saving a model call", "endpoint", c.Endpoint, "error", err)
-			}
-		}
-	}()
 	if c.release != nil {
 		c.release(res)
 	}
@@ -356,9 +350,9 @@ func withoutNUL(s string) string {
 }
 
 // idleTimer ends a call whose upstream falls silent once its answer has
-// begun: the first progress arms it, each one after re-arms it, and when
-// d passes without one it cancels ctx. Before the first chunk the wait is
-// the transport's header timeout and FERRY_UPSTREAM_TIMEOUT's.
+// begun: the first progress arms it, and when d passes without one it
+// cancels ctx. Before the first chunk the wait is the transport's header
+// timeout and FERRY_UPSTREAM_TIMEOUT's.
 type idleTimer struct {
 	ctx      context.Context // run's context
 	cancel   context.CancelFunc
@@ -367,8 +361,10 @@ type idleTimer struct {
 	t        *time.Timer // nil until the first chunk
 	fired    atomic.Bool
 	// first and last are when the first and the last chunk came; chunks
-	// counts them.
+	// counts them. seen is last as an offset from first, for the timer's
+	// goroutine.
 	first, last time.Time
+	seen        atomic.Int64
 	chunks      int
 }
 
@@ -378,19 +374,34 @@ func newIdleTimer(parent context.Context, d time.Duration, provider string) *idl
 }
 
 // progress notes a chunk. The upstream's reader calls it, one call at a
-// time.
+// time. It only notes the time: re-arming a runtime timer for each of a
+// hundred deltas cost more than the rest of passing one on, so the timer
+// is armed once and, when it goes off, looks back (check).
 func (it *idleTimer) progress() {
 	it.last = time.Now()
 	it.chunks++
 	if it.t == nil {
 		it.first = it.last
-		it.t = time.AfterFunc(it.d, func() {
-			it.fired.Store(true)
-			it.cancel()
-		})
+		it.t = time.AfterFunc(it.d, it.check)
 		return
 	}
-	it.t.Reset(it.d)
+	it.seen.Store(int64(it.last.Sub(it.first)))
+}
+
+// check runs when the timer goes off: d after the last chunk it ends the
+// call, and sooner it waits out the rest. Once the call is over it does
+// neither (a check already running when stop came may re-arm the timer
+// once more; that later check then ends here).
+func (it *idleTimer) check() {
+	if it.ctx.Err() != nil {
+		return
+	}
+	if idle := time.Since(it.first) - time.Duration(it.seen.Load()); idle < it.d {
+		it.t.Reset(it.d - idle)
+		return
+	}
+	it.fired.Store(true)
+	it.cancel()
 }
 
 // stop disarms the timer once run has returned err, and returns the error

@@ -93,7 +93,9 @@ type streamWriter struct {
 	buf       []byte // frames not yet written
 	interval  time.Duration
 	keepalive *time.Timer
-	err       error // the first write error: the client is gone
+	wrote     time.Time // the last write's start
+	deadline  time.Time // the write deadline set last
+	err       error     // the first write error: the client is gone
 	// deep, when set, runs the first write on another goroutine (see
 	// flush); nil runs it here.
 	deep func(func())
@@ -109,6 +111,12 @@ func newStreamWriter(w http.ResponseWriter, d dialect, interval time.Duration, d
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
 			if sw.ended {
+				return
+			}
+			// A write since the timer was armed moved the silence's start:
+			// writes only note their time, rather than re-arm the timer.
+			if quiet := time.Since(sw.wrote); !sw.wrote.IsZero() && quiet < interval {
+				sw.keepalive.Reset(interval - quiet)
 				return
 			}
 			sw.buf = append(sw.buf, ka...)
@@ -199,16 +207,20 @@ func (sw *streamWriter) write() error {
 	if len(sw.buf) > 0 {
 		// Not every ResponseWriter supports deadlines (httptest's recorder
 		// does not); flushing is what matters, so that error is ignored.
-		sw.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+		// The deadline moves on only once a second has passed: setting it
+		// re-arms a runtime timer, which for every delta costs more than
+		// the write.
+		sw.wrote = time.Now()
+		if sw.deadline.Sub(sw.wrote) < eventWriteTimeout-time.Second {
+			sw.deadline = sw.wrote.Add(eventWriteTimeout)
+			sw.rc.SetWriteDeadline(sw.deadline)
+		}
 		_, err := sw.w.Write(sw.buf)
 		sw.buf = sw.buf[:0]
 		if err != nil {
 			sw.err = err
 			return err
 		}
-	}
-	if sw.keepalive != nil && !sw.ended {
-		sw.keepalive.Reset(sw.interval)
 	}
 	if err := sw.rc.Flush(); err != nil {
 		sw.err = err

@@ -38,6 +38,8 @@ type Store struct {
 	rdb *sql.DB
 	// w commits chat writes in batches (see Submit); it writes through db.
 	w *writer
+	// ckpt runs SQLite's checkpoints off the write path; nil on PostgreSQL.
+	ckpt *checkpointer
 }
 
 // Open connects to the database that d describes, creating the SQLite file
@@ -55,7 +57,7 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 		}
-		return &Store{driver: d.Driver, db: db, rdb: db, w: newWriter(db, d.Driver)}, nil
+		return &Store{driver: d.Driver, db: db, rdb: db, w: newWriter(db, d.Driver, nil)}, nil
 	case "sqlite":
 		if err := os.MkdirAll(filepath.Dir(d.DSN), 0o700); err != nil {
 			return nil, err
@@ -68,7 +70,8 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 		// WAL needs a lock another process opening the file may hold.
 		dsn := "file:" + d.DSN + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
 			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-		w, err := sql.Open("sqlite", dsn)
+		// The write connection leaves checkpoints to the checkpointer.
+		w, err := sql.Open("sqlite", dsn+"&_pragma=wal_autocheckpoint(0)")
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +88,8 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 			r.Close()
 			return nil, fmt.Errorf("open SQLite %s: %w", d.DSN, err)
 		}
-		return &Store{driver: d.Driver, db: w, rdb: r, w: newWriter(w, d.Driver)}, nil
+		ckpt := newCheckpointer(r)
+		return &Store{driver: d.Driver, db: w, rdb: r, w: newWriter(w, d.Driver, ckpt), ckpt: ckpt}, nil
 	}
 	return nil, fmt.Errorf("unknown database driver %q", d.Driver)
 }
@@ -118,6 +122,7 @@ func (s *Store) Driver() string { return s.driver }
 // safe to call more than once.
 func (s *Store) Close() error {
 	s.w.close()
+	s.ckpt.close()
 	err := s.db.Close()
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())

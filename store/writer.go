@@ -59,12 +59,16 @@ type Pending struct {
 	w    *writer // to hasten while someone waits; nil when done at once
 	late bool    // SubmitLater's: waiting on it does not hasten the writer
 
-	taken bool // in a batch, committing or done; guarded by the writer's mu
+	taken  bool        // in a batch, committing or done; guarded by the writer's mu
+	failed func(error) // SubmitLater's, told of a failure
 }
 
 func (p *Pending) complete(err error) {
 	p.err = err
 	close(p.done)
+	if err != nil && p.failed != nil {
+		p.failed(err)
+	}
 }
 
 // Wait returns nil once the group is committed, or the error it failed
@@ -120,10 +124,11 @@ type writer struct {
 	stmts [stmtCount]*sql.Stmt
 
 	stats struct{ commits, groups, failed, splits, retries atomic.Int64 }
+	ckpt  *checkpointer // told of commits; nil on PostgreSQL
 }
 
-func newWriter(db *sql.DB, driver string) *writer {
-	w := &writer{db: db, pg: driver == "postgres", wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), urge: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newWriter(db *sql.DB, driver string, ckpt *checkpointer) *writer {
+	w := &writer{db: db, pg: driver == "postgres", ckpt: ckpt, wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), urge: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -135,19 +140,22 @@ func newWriter(db *sql.DB, driver string) *writer {
 // by the constructors) at once. Submit with no ops returns a Pending that
 // has already succeeded.
 func (s *Store) Submit(ops ...Op) *Pending {
-	return s.submit(false, ops)
+	return s.submit(false, nil, ops)
 }
 
 // SubmitLater queues ops as Submit does, for writes nobody reads back at
 // once (a finished call's answer and usage entry): they may wait up to
 // lateLinger for other writes to share their commit, and a Wait on the
 // returned Pending does not hurry them; Sync, a Submit group or Close do.
-func (s *Store) SubmitLater(ops ...Op) *Pending {
-	return s.submit(true, ops)
+// Since nobody need wait for them, failed (when not nil) is told of a
+// failure: it is called on the writer's goroutine, or on the caller's for
+// a group refused at once, and must not block.
+func (s *Store) SubmitLater(failed func(error), ops ...Op) *Pending {
+	return s.submit(true, failed, ops)
 }
 
-func (s *Store) submit(late bool, ops []Op) *Pending {
-	p := &Pending{done: make(chan struct{}), late: late}
+func (s *Store) submit(late bool, failed func(error), ops []Op) *Pending {
+	p := &Pending{done: make(chan struct{}), late: late, failed: failed}
 	if len(ops) == 0 {
 		p.complete(nil)
 		return p
@@ -222,13 +230,16 @@ type WriteStats struct {
 	Failed  int64 // groups that failed for good
 	Splits  int64 // batches that failed and were run again group by group
 	Retries int64 // transactions tried again after a transient failure
+	// CaughtUp counts SQLite's checkpoints that copied the whole WAL into
+	// the database file, so that the next commit starts the WAL over.
+	CaughtUp int64
 }
 
 // WriteStats returns the writer's counters.
 func (s *Store) WriteStats() WriteStats {
 	st := &s.w.stats
 	return WriteStats{Commits: st.commits.Load(), Groups: st.groups.Load(), Failed: st.failed.Load(),
-		Splits: st.splits.Load(), Retries: st.retries.Load()}
+		Splits: st.splits.Load(), Retries: st.retries.Load(), CaughtUp: s.ckpt.caughtUp()}
 }
 
 // close stops taking writes, commits everything queued, and waits for the
@@ -382,6 +393,7 @@ func (w *writer) attempt(groups []*group) error {
 		err := w.tx(groups)
 		if err == nil {
 			w.stats.commits.Add(1)
+			w.ckpt.committed(w.db)
 			return nil
 		}
 		if i == maxAttempts || !transient(err) {

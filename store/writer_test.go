@@ -598,7 +598,7 @@ func TestWriterSubmitLater(t *testing.T) {
 			start := time.Now()
 			var late []*store.Pending
 			for range 3 {
-				late = append(late, s.SubmitLater(store.InsertUsage(usage("u1"))))
+				late = append(late, s.SubmitLater(nil, store.InsertUsage(usage("u1"))))
 				go late[len(late)-1].Wait(ctx)
 				time.Sleep(time.Millisecond)
 			}
@@ -618,7 +618,7 @@ func TestWriterSubmitLater(t *testing.T) {
 		}
 
 		// Sync commits a SubmitLater group at once: it is read back.
-		s.SubmitLater(store.InsertUsage(usage("u1")))
+		s.SubmitLater(nil, store.InsertUsage(usage("u1")))
 		start := time.Now()
 		if err := s.Sync(ctx); err != nil {
 			t.Fatal(err)
@@ -629,8 +629,30 @@ func TestWriterSubmitLater(t *testing.T) {
 		t.Logf("Sync of a SubmitLater group took %v", time.Since(start))
 
 		// Unhurried, a SubmitLater group still commits by itself.
-		if err := s.SubmitLater(store.InsertUsage(usage("u1"))).Wait(ctx); err != nil {
+		if err := s.SubmitLater(nil, store.InsertUsage(usage("u1"))).Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
+
+		// Nobody need wait for a SubmitLater group, so its failure is told
+		// to failed, once; a success is not.
+		var told []error
+		var mu sync.Mutex
+		failed := func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, err)
+		}
+		s.SubmitLater(failed, store.Op{}) // refused at once
+		s.SubmitLater(failed, store.FinishMessage(&ferry.Message{ID: "no-such-message", Status: ferry.StatusComplete}))
+		s.SubmitLater(failed, store.InsertUsage(usage("u1")))
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(told) != 2 {
+			t.Fatalf("failed was told %v, want the Op{}'s error and the missing message's", told)
+		}
+		wantCode(t, told[1], ferry.NotFound)
 	})
 }
