@@ -58,6 +58,17 @@ var endpoints = []endpoint{
 		ferryEnd: "[DONE]", upstreamEnd: "[DONE]",
 		sep: "\n\n",
 	},
+	{
+		route:        "/v1/messages",
+		ferryBody:    `{"model":"claude-sonnet-4-6","max_tokens":4096,"stream":true,"messages":[{"role":"user","content":"` + prompt + `"}]}`,
+		upstreamPath: "/v1/messages",
+		upstreamBody: `{"model":"claude-sonnet-4-6","max_tokens":4096,"stream":true,"messages":[{"role":"user","content":"` + prompt + `"}]}`,
+		upstreamHeader: http.Header{"X-Api-Key": {"sk-ant-bench"}, "Anthropic-Version": {"2023-06-01"},
+			"Content-Type": {"application/json"}},
+		ferryText: anthropicText, upstreamText: anthropicText,
+		ferryEnd: `"message_stop"`, upstreamEnd: `"message_stop"`,
+		sep: "\n\n",
+	},
 }
 
 // ferry is the endpoint's request to Ferry f.

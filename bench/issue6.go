@@ -33,6 +33,7 @@ var lastByteTargets = []struct {
 	{"/ollama/generate", 100 * time.Microsecond},
 	{"/ai/chat/stream", 500 * time.Microsecond},
 	{"/v1/chat/completions", 0},
+	{"/v1/messages", 0},
 }
 
 // firstByteTargeted are the endpoints the concurrency-64 first-byte target
@@ -109,7 +110,7 @@ func (r *report) intro6(p printf) {
 	p("Targets: at concurrency 1 with %s, the median time to the last byte through `/ollama/generate` is at most 0.1 ms more than through the bare proxy, "+
 		"and through `/ai/chat/stream` at most 0.5 ms more (what Ferry adds minus what a bare proxy adds; the upstream's own time cancels out). "+
 		"With %s streams open, Ferry's resident memory is at most %.2f× the bare proxy's (stretch: under 200 MB). "+
-		"At concurrency %d, the first byte's p99 is within %s of the bare proxy's. `/v1/chat/completions` is reported beside them, without a target of its own; "+
+		"At concurrency %d, the first byte's p99 is within %s of the bare proxy's. `/v1/chat/completions` and `/v1/messages` are reported beside them, without targets of their own; "+
 		"CPU per streamed request is reported before and after.\n\n",
 		plural(r.deltas, "delta"), thousands(targetStreams), targetRSSRatio, targetFirstAt, strings.TrimSuffix(ms(targetFirstP99), ".000 ms")+" ms")
 	r.method(p)

@@ -26,12 +26,12 @@ import (
 // and ends the process with the stack that went over, which this test
 // then prints.
 //
-// The routes are the benchmark's; /v1/messages is not among them yet.
+// The routes are the benchmark's.
 func TestStreamStackStaysSmall(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumented frames are larger than a release build's; .ci/run runs this test without -race")
 	}
-	routes := []string{"/ai/chat/stream", "/ollama/generate", "/v1/chat/completions"}
+	routes := []string{"/ai/chat/stream", "/ollama/generate", "/v1/chat/completions", "/v1/messages"}
 	if route := os.Getenv("FERRY_TEST_STACK_ROUTE"); route != "" {
 		streamWithSmallStack(t, route)
 		return
