@@ -391,7 +391,9 @@ func (it *idleTimer) progress() {
 // check runs when the timer goes off: d after the last chunk it ends the
 // call, and sooner it waits out the rest. Once the call is over it does
 // neither (a check already running when stop came may re-arm the timer
-// once more; that later check then ends here).
+// once more; that later check then ends here). It reads it.t, which
+// progress set after arming, only when seen is not zero: a later chunk's
+// Store, which the Load here orders after that assignment.
 func (it *idleTimer) check() {
 	if it.ctx.Err() != nil {
 		return

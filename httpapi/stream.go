@@ -91,7 +91,6 @@ type streamWriter struct {
 	texts     bool // a delta was written
 	ended     bool
 	buf       []byte // frames not yet written
-	interval  time.Duration
 	keepalive *time.Timer
 	wrote     time.Time // the last write's start
 	deadline  time.Time // the write deadline set last
@@ -102,7 +101,7 @@ type streamWriter struct {
 }
 
 func newStreamWriter(w http.ResponseWriter, d dialect, interval time.Duration, deep func(func())) *streamWriter {
-	sw := &streamWriter{w: w, rc: http.NewResponseController(w), d: d, interval: interval, buf: make([]byte, 0, 512), deep: deep}
+	sw := &streamWriter{w: w, rc: http.NewResponseController(w), d: d, buf: make([]byte, 0, 512), deep: deep}
 	if ka := d.keepalive(); ka != nil && interval > 0 {
 		// Hold mu while arming, so the timer's first run sees the field set.
 		sw.mu.Lock()
@@ -115,7 +114,7 @@ func newStreamWriter(w http.ResponseWriter, d dialect, interval time.Duration, d
 			}
 			// A write since the timer was armed moved the silence's start:
 			// writes only note their time, rather than re-arm the timer.
-			if quiet := time.Since(sw.wrote); !sw.wrote.IsZero() && quiet < interval {
+			if quiet := time.Since(sw.wrote); quiet < interval {
 				sw.keepalive.Reset(interval - quiet)
 				return
 			}

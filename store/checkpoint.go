@@ -86,9 +86,10 @@ func (c *checkpointer) caughtUp() int64 {
 	return c.caught.Load()
 }
 
-// committed notes one of the writer's commits on db, the write pool; when
-// the checkpoints are starved, it checkpoints there. The writer's goroutine
-// calls it between batches. Nil-safe: PostgreSQL has no checkpointer.
+// committed notes one of the writer's batches (a commit; after a failure,
+// several) on db, the write pool; when the checkpoints are starved, it
+// checkpoints there. The writer's goroutine calls it between batches, once
+// their groups are complete. Nil-safe: PostgreSQL has no checkpointer.
 func (c *checkpointer) committed(db *sql.DB) {
 	if c == nil {
 		return

@@ -283,6 +283,9 @@ func (w *writer) run() {
 			return
 		}
 		w.commit(batch)
+		// After the batch's groups are complete, so that a checkpoint
+		// the writer runs itself keeps nobody waiting for them.
+		w.ckpt.committed(w.db)
 	}
 }
 
@@ -393,7 +396,6 @@ func (w *writer) attempt(groups []*group) error {
 		err := w.tx(groups)
 		if err == nil {
 			w.stats.commits.Add(1)
-			w.ckpt.committed(w.db)
 			return nil
 		}
 		if i == maxAttempts || !transient(err) {
