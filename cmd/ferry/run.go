@@ -134,6 +134,7 @@ func serve(ctx context.Context, c *cli, f *flagSet, args []string) error {
 		return err
 	}
 	log := newLogger(c.stdout, cfg.LogLevel)
+	defer startGCHeadroom(c.env.getenv)()
 
 	st, err := openStore(ctx, cfg)
 	if err != nil {
