@@ -259,7 +259,8 @@ type latencyResult struct {
 	ferryCPU, proxyCPU, priorCPU time.Duration
 	// otherLoad is the share of the machine's CPU that processes outside
 	// the benchmark used while this level ran (0 to 1); -1 when unknown.
-	otherLoad float64
+	// steal is the part of it the host took (see machineBusy).
+	otherLoad, steal float64
 }
 
 // compare measures ep at conc: a warm-up of each side, then rounds that
@@ -355,7 +356,8 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 	}
 	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas,
 		upstream: summarise(up.samples, up.wall, up.checked), ferry: summarise(fe.samples, fe.wall, fe.checked),
-		ferryCPU: fe.spent / time.Duration(len(fe.samples)), otherLoad: load.other()}
+		ferryCPU: fe.spent / time.Duration(len(fe.samples))}
+	res.otherLoad, res.steal = load.other()
 	if b.cfg.profile != "" && conc == 1 {
 		if err := b.profileCPU(ctx, f, ferryT, ep.route); err != nil {
 			return latencyResult{}, fmt.Errorf("profile: %w", err)

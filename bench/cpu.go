@@ -43,18 +43,20 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // machineBusy reads the CPU time every core has spent busy since boot
-// (/proc/stat: all but idle and iowait), whoever spent it.
-func machineBusy() (time.Duration, error) {
+// (/proc/stat: all but idle and iowait), whoever spent it, and the part of
+// it that was steal: time a virtual machine's core was runnable but the
+// host ran something else.
+func machineBusy() (busy, steal time.Duration, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	fields := strings.Fields(line)
 	if len(fields) < 9 || fields[0] != "cpu" {
-		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
 	}
-	var ticks int64
+	var ticks, stolen int64
 	// user nice system idle iowait irq softirq steal (guest time is
 	// already in user).
 	for i, v := range fields[1:9] {
@@ -63,11 +65,14 @@ func machineBusy() (time.Duration, error) {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/stat: %w", err)
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
 		}
 		ticks += n
+		if i == 7 {
+			stolen = n
+		}
 	}
-	return time.Duration(ticks) * clockTick, nil
+	return time.Duration(ticks) * clockTick, time.Duration(stolen) * clockTick, nil
 }
 
 // loadMeter tells, over a span of time, how much of the machine's CPU went
@@ -78,35 +83,38 @@ type loadMeter struct {
 	pids  []int // the benchmark's child processes
 	start time.Time
 	busy  time.Duration // the machine's, at start
+	steal time.Duration // the host's, at start
 	ours  time.Duration // the benchmark's processes', at start
 }
 
 func startLoadMeter(pids ...int) *loadMeter {
 	m := &loadMeter{pids: pids, start: time.Now()}
-	m.busy, m.ours = m.read()
+	m.busy, m.steal, m.ours = m.read()
 	return m
 }
 
-// read returns the machine's busy time and the benchmark's CPU time; a
-// process that cannot be read counts nothing.
-func (m *loadMeter) read() (busy, ours time.Duration) {
-	busy, _ = machineBusy()
+// read returns the machine's busy time, its steal and the benchmark's CPU
+// time; a process that cannot be read counts nothing.
+func (m *loadMeter) read() (busy, steal, ours time.Duration) {
+	busy, steal, _ = machineBusy()
 	for _, pid := range append([]int{0}, m.pids...) {
 		if d, err := procCPU(pid); err == nil {
 			ours += d
 		}
 	}
-	return busy, ours
+	return busy, steal, ours
 }
 
 // other is the share of the machine's CPU (all cores) that other
-// processes used since start, from 0 to 1.
-func (m *loadMeter) other() float64 {
-	busy, ours := m.read()
+// processes used since start, from 0 to 1, steal included; and the share
+// that was steal alone, the host's other machines.
+func (m *loadMeter) other() (other, steal float64) {
+	busy, st, ours := m.read()
 	wall := time.Since(m.start)
 	if wall <= 0 {
-		return 0
+		return 0, 0
 	}
-	o := float64((busy-m.busy)-(ours-m.ours)) / (float64(wall) * float64(runtime.NumCPU()))
-	return min(max(o, 0), 1)
+	all := float64(wall) * float64(runtime.NumCPU())
+	o := float64((busy-m.busy)-(ours-m.ours)) / all
+	return min(max(o, 0), 1), min(max(float64(st-m.steal)/all, 0), 1)
 }

@@ -131,18 +131,20 @@ func (r *report) intro6(p printf) {
 		p("\n\n")
 	}
 	r.machineLine(p)
-	var sum float64
+	var sum, steal float64
 	n := 0
 	for _, l := range r.latency {
 		if l.otherLoad >= 0 {
 			sum += l.otherLoad
+			steal += l.steal
 			n++
 		}
 	}
 	if n > 0 {
 		p("Noise: the machine's %d cores are shared with other work (builds and tests), which took %.0f%% of them on average while the latency levels ran "+
-			"(*Other load* in the latency table, per level). The bare proxy and Ferry take turns within each level, so that load falls on both; "+
-			"single figures still move by about ±30%% between runs, p99s more.\n\n", r.machine.cpus, sum/float64(n)*100)
+			"(*Other load* in the latency table, per level); of that, %.0f%% of the cores was steal, the host running other machines on them. "+
+			"The bare proxy and Ferry take turns within each level, so that load falls on both; "+
+			"single figures still move by about ±30%% between runs, p99s more.\n\n", r.machine.cpus, sum/float64(n)*100, steal/float64(n)*100)
 	}
 }
 
