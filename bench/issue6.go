@@ -142,7 +142,7 @@ func (r *report) intro6(p printf) {
 	}
 	if n > 0 {
 		p("Noise: the machine's %d cores are shared with other work (builds and tests), which took %.0f%% of them on average while the latency levels ran "+
-			"(*Other load* in the latency table, per level); of that, %.0f%% of the cores was steal, the host running other machines on them. "+
+			"(*Other load* in the latency table, per level), and the host took %.0f%% of them as steal (time the machine's cores were ready to run but the host ran other machines on them; /proc/stat). "+
 			"The bare proxy and Ferry take turns within each level, so that load falls on both; "+
 			"single figures still move by about ±30%% between runs, p99s more.\n\n", r.machine.cpus, sum/float64(n)*100, steal/float64(n)*100)
 	}
