@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry"
-	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/storetest"
 )
 
@@ -38,14 +37,7 @@ func TestUsageLogWithoutRowid(t *testing.T) {
 			e.id, e.user, 10+i, now.Add(time.Duration(i)*time.Millisecond), e.cached)
 	}
 
-	s, err := store.Open(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migrated(t, d)
 
 	got, err := s.UsageFor(ctx, "u1")
 	if err != nil {
@@ -121,15 +113,7 @@ func sqliteSchemaUpTo(t *testing.T, db *sql.DB, last int) {
 // sorting, newest first.
 func TestAscendingIndexes(t *testing.T) {
 	ctx := context.Background()
-	d := storetest.Database(t, "sqlite")
-	s, err := store.Open(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, d := openDB(t, "sqlite")
 	db := rawDB(t, d)
 	for _, index := range []string{"conversations_user_updated", "chat_jobs_user"} {
 		var desc int

@@ -29,14 +29,7 @@ func TestMigrationFixesStoredNames(t *testing.T) {
 			db := rawDB(t, d)
 			oldSchema(t, d, db, 4)
 
-			s, err := store.Open(ctx, d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s := migrated(t, d)
 
 			for id, want := range map[string]string{
 				"c-bare":    "anthropic/claude-sonnet-4-6", // a bare name, routed to its answer's provider

@@ -28,6 +28,12 @@ func id(prefix string) string { return fmt.Sprintf("%s%d", prefix, seq.Add(1)) }
 func openDB(tb testing.TB, engine string) (*store.Store, config.Database) {
 	tb.Helper()
 	d := storetest.Database(tb, engine)
+	return migrated(tb, d), d
+}
+
+// migrated opens a store on d, closed when the test ends, and migrates it.
+func migrated(tb testing.TB, d config.Database) *store.Store {
+	tb.Helper()
 	s, err := store.Open(ctx, d)
 	if err != nil {
 		tb.Fatal(err)
@@ -36,7 +42,7 @@ func openDB(tb testing.TB, engine string) (*store.Store, config.Database) {
 	if err := s.Migrate(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	return s, d
+	return s
 }
 
 // eachDB is storetest.Each for tests that need the database too.
