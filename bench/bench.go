@@ -259,7 +259,8 @@ type latencyResult struct {
 	ferryCPU, proxyCPU, priorCPU time.Duration
 	// otherLoad is the share of the machine's CPU that processes outside
 	// the benchmark used while this level ran (0 to 1); -1 when unknown.
-	// steal is the part of it the host took (see machineBusy).
+	// steal is the share the host took as steal over the same span,
+	// counted apart (see loadMeter.other).
 	otherLoad, steal float64
 }
 

@@ -106,8 +106,10 @@ func (m *loadMeter) read() (busy, steal, ours time.Duration) {
 }
 
 // other is the share of the machine's CPU (all cores) that other
-// processes used since start, from 0 to 1, steal included; and the share
-// that was steal alone, the host's other machines.
+// processes used since start, from 0 to 1, and the share that was steal,
+// the host's other machines. The machine's busy time counts steal, but a
+// process's own times may too (when the kernel does not account steal
+// apart from tasks), so steal is not always within the first share.
 func (m *loadMeter) other() (other, steal float64) {
 	busy, st, ours := m.read()
 	wall := time.Since(m.start)
