@@ -36,7 +36,8 @@ const (
 
 // checkpointer runs SQLite's checkpoints (see above).
 type checkpointer struct {
-	db     *sql.DB       // a reader pool
+	db     *sql.DB       // a reader pool, where checkpoints run
+	write  *sql.DB       // the write pool, where a starved one runs
 	behind atomic.Int64  // the writer's commits since a checkpoint caught up
 	caught atomic.Int64  // checkpoints that caught up
 	poke   chan struct{} // a token: the writer has committed checkpointCommits more
@@ -45,8 +46,8 @@ type checkpointer struct {
 	once   sync.Once
 }
 
-func newCheckpointer(db *sql.DB) *checkpointer {
-	c := &checkpointer{db: db, poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newCheckpointer(readers, write *sql.DB) *checkpointer {
+	c := &checkpointer{db: readers, write: write, poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.run()
 	return c
 }
@@ -87,10 +88,10 @@ func (c *checkpointer) caughtUp() int64 {
 }
 
 // committed notes one of the writer's batches (a commit; after a failure,
-// several) on db, the write pool; when the checkpoints are starved, it
-// checkpoints there. The writer's goroutine calls it between batches, once
+// several); when the checkpoints are starved, it checkpoints on the write
+// pool. The writer's goroutine calls it between batches, once
 // their groups are complete. Nil-safe: PostgreSQL has no checkpointer.
-func (c *checkpointer) committed(db *sql.DB) {
+func (c *checkpointer) committed() {
 	if c == nil {
 		return
 	}
@@ -104,7 +105,7 @@ func (c *checkpointer) committed(db *sql.DB) {
 	if n >= checkpointStarved && n%checkpointCommits == 0 {
 		// Every checkpointCommits, not every commit, while a reader that
 		// holds an old snapshot keeps even this one from catching up.
-		c.checkpoint(context.Background(), db)
+		c.checkpoint(context.Background(), c.write)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/config"
 	"github.com/ferryhq/ferry/store/storetest"
 )
 
@@ -22,7 +23,7 @@ func TestUsageLogWithoutRowid(t *testing.T) {
 	ctx := context.Background()
 	d := storetest.Database(t, "sqlite")
 	db := rawDB(t, d)
-	sqliteSchemaUpTo(t, db, 13)
+	schemaUpTo(t, d, db, 13)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for _, u := range []string{"u1", "u2"} {
 		exec(t, db, `INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ($1, $2, 'x', $3, $3)`,
@@ -80,12 +81,17 @@ func TestUsageLogWithoutRowid(t *testing.T) {
 	}
 }
 
-// sqliteSchemaUpTo applies SQLite's migrations up to version last to db,
-// as the real Migrate would have left it then.
-func sqliteSchemaUpTo(t *testing.T, db *sql.DB, last int) {
+// schemaUpTo applies d's engine's migrations up to version last to db,
+// the fresh database d, recording each under its own version, as the
+// real Migrate would have left it then.
+func schemaUpTo(t *testing.T, d config.Database, db *sql.DB, last int) {
 	t.Helper()
-	exec(t, db, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)`)
-	files, err := filepath.Glob(filepath.Join("migrations", "sqlite", "*.sql"))
+	ts := "TIMESTAMP"
+	if d.Driver == "postgres" {
+		ts = "TIMESTAMPTZ"
+	}
+	exec(t, db, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at `+ts+` NOT NULL)`)
+	files, err := filepath.Glob(filepath.Join("migrations", d.Driver, "*.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}

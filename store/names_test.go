@@ -3,9 +3,6 @@ package store_test
 import (
 	"context"
 	"database/sql"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -87,24 +84,7 @@ func TestMigrationFixesStoredNames(t *testing.T) {
 // that time.
 func oldSchema(t *testing.T, d config.Database, db *sql.DB, last int) {
 	t.Helper()
-	ts := "TIMESTAMP"
-	if d.Driver == "postgres" {
-		ts = "TIMESTAMPTZ"
-	}
-	exec(t, db, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at `+ts+` NOT NULL)`)
-	files, err := filepath.Glob(filepath.Join("migrations", d.Driver, "*.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(files)
-	for i, f := range files[:last] {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		exec(t, db, string(body))
-		exec(t, db, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, i+1, f, time.Now().UTC())
-	}
+	schemaUpTo(t, d, db, last)
 	now := time.Now().UTC()
 	at := func(n int) time.Time { return now.Add(time.Duration(n) * time.Millisecond) }
 	exec(t, db, `INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ('u1', 'a@example.com', 'x', $1, $1)`, now)

@@ -23,12 +23,12 @@ func TestStarvedCheckpoints(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "CREATE TABLE t (v TEXT)"); err != nil {
 		t.Fatal(err)
 	}
-	c := &checkpointer{poke: make(chan struct{}, 1)}
+	c := &checkpointer{write: db, poke: make(chan struct{}, 1)}
 	for range checkpointStarved {
 		if _, err := db.ExecContext(ctx, "INSERT INTO t VALUES ('x')"); err != nil {
 			t.Fatal(err)
 		}
-		c.committed(db)
+		c.committed()
 	}
 	if c.behind.Load() != 0 || c.caught.Load() != 1 {
 		t.Fatalf("after %d commits: %d behind, %d caught up; want the writer's own checkpoint", checkpointStarved, c.behind.Load(), c.caught.Load())

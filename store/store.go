@@ -88,7 +88,7 @@ func Open(ctx context.Context, d config.Database) (*Store, error) {
 			r.Close()
 			return nil, fmt.Errorf("open SQLite %s: %w", d.DSN, err)
 		}
-		ckpt := newCheckpointer(r)
+		ckpt := newCheckpointer(r, w)
 		return &Store{driver: d.Driver, db: w, rdb: r, w: newWriter(w, d.Driver, ckpt), ckpt: ckpt}, nil
 	}
 	return nil, fmt.Errorf("unknown database driver %q", d.Driver)

@@ -285,7 +285,7 @@ func (w *writer) run() {
 		w.commit(batch)
 		// After the batch's groups are complete, so that a checkpoint
 		// the writer runs itself keeps nobody waiting for them.
-		w.ckpt.committed(w.db)
+		w.ckpt.committed()
 	}
 }
 
