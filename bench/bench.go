@@ -20,6 +20,7 @@ type bench struct {
 	logf  func(format string, a ...any)
 	fake  *llmtest.Server
 	proxy *proxyProc // nil without -floor
+	cores *cores     // where the servers run; nil: anywhere (-pin=false, or one core)
 	bin   string
 	tmp   string
 	// deltas and want are the scripted answer, which every stream must
@@ -34,6 +35,16 @@ func newBench(ctx context.Context, cfg *options, root string, logf func(string, 
 		return nil, err
 	}
 	b := &bench{cfg: cfg, logf: logf, tmp: tmp, bin: cfg.ferryBin}
+	if cfg.pin {
+		// Before any child starts, so that none inherits the whole machine.
+		if b.cores, err = splitCores(); err == nil && b.cores != nil {
+			err = b.cores.pinSelf()
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, fmt.Errorf("-pin: %w", err)
+		}
+	}
 	switch {
 	case cfg.profile != "":
 		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
@@ -55,7 +66,7 @@ func newBench(ctx context.Context, cfg *options, root string, logf func(string, 
 	b.fake = llmtest.NewServer()
 	b.answer(cfg.deltas)
 	if cfg.floor {
-		if b.proxy, err = startProxy(ctx, b.fake.URL, false); err != nil {
+		if b.proxy, err = startProxy(ctx, b.cores, b.fake.URL, false); err != nil {
 			b.close()
 			return nil, err
 		}
@@ -92,7 +103,7 @@ func (b *bench) startFerry(ctx context.Context, extraEnv ...string) (*ferryProc,
 		extraEnv = append(extraEnv, "FERRY_BENCH_PPROF="+addr)
 		pprofURL = "http://" + addr
 	}
-	f, err := startFerry(ctx, b.bin, b.fake, b.cfg.logLevel, extraEnv...)
+	f, err := startFerry(ctx, b.cores, b.bin, b.fake, b.cfg.logLevel, extraEnv...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +145,7 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 	b.logf("ferry pid %d at %s", f.Pid(), f.URL)
 	var prior *ferryProc // the -before-ferry build, beside this one
 	if b.cfg.priorBin != "" {
-		if prior, err = startFerry(ctx, b.cfg.priorBin, b.fake, b.cfg.logLevel, b.cfg.ferryEnv...); err != nil {
+		if prior, err = startFerry(ctx, b.cores, b.cfg.priorBin, b.fake, b.cfg.logLevel, b.cfg.ferryEnv...); err != nil {
 			return fmt.Errorf("-before-ferry: %w", err)
 		}
 		defer prior.stop()

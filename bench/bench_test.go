@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferryhq/ferry/llm/llmtest"
 )
@@ -121,6 +124,14 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.settle = 100 * time.Millisecond
+	// -pin moves this process onto half the cores; the tests after this
+	// one get the whole machine back.
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	defer setThreadsAffinity(all)
 	b, err := newBench(ctx, cfg, root, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +140,9 @@ func TestHarnessSmoke(t *testing.T) {
 	// The same build again, as the -before-ferry side.
 	cfg.priorBin = b.bin
 	rep := &report{command: command(nil), machine: describeMachine(), started: time.Now(), priorLabel: "again"}
+	if all.Count() >= 2 && (b.cores == nil || runtime.GOMAXPROCS(0) != b.cores.load.Count()) {
+		t.Errorf("-pin on %d CPUs: cores %+v, GOMAXPROCS %d", all.Count(), b.cores, runtime.GOMAXPROCS(0))
+	}
 	if err := b.measureAll(ctx, rep); err != nil {
 		t.Fatal(err)
 	}

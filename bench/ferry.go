@@ -72,7 +72,7 @@ type ferryProc struct {
 
 // startFerry starts bin and waits until it is ready and has given an API
 // key. extraEnv is added to its environment.
-func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel string, extraEnv ...string) (*ferryProc, error) {
+func startFerry(ctx context.Context, cores *cores, bin string, fake *llmtest.Server, logLevel string, extraEnv ...string) (*ferryProc, error) {
 	dir, err := os.MkdirTemp("", "ferry-bench-")
 	if err != nil {
 		return nil, err
@@ -115,12 +115,13 @@ func startFerry(ctx context.Context, bin string, fake *llmtest.Server, logLevel 
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	f := &ferryProc{URL: "http://" + addr, cmd: cmd, dir: dir, out: &tail{max: 64 << 10}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = f.out, f.out
-	if err := cmd.Start(); err != nil {
+	exited, err := cores.start(cmd)
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	go func() {
-		f.err = cmd.Wait()
+		f.err = <-exited
 		close(f.exited)
 	}()
 	if err := f.ready(ctx, 60*time.Second); err != nil {

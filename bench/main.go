@@ -75,6 +75,7 @@ type options struct {
 	memDelay    time.Duration
 	skipMemory  bool
 	floor       bool
+	pin         bool
 	fixed       bool
 	profile     string
 	ferryEnv    []string
@@ -107,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.memDelay, "mem-delay", time.Second, "the fake upstream's pause before each delta while streams are held open")
 	fs.BoolVar(&c.skipMemory, "skip-memory", false, "skip the memory measurement")
 	fs.BoolVar(&c.fixed, "fixed", true, "also measure each endpoint at concurrency 1 with a one-delta answer: its fixed cost per request, apart from its cost per delta")
+	fs.BoolVar(&c.pin, "pin", true, "run the server measured (Ferry, the bare proxy) on half the machine's cores and this process (the client and the fake upstream) on the other half, as on machines of their own; false shares every core")
 	fs.BoolVar(&c.floor, "floor", true, "also measure a bare standard-library reverse proxy, in its own process, as the floor of one more HTTP hop")
 	fs.StringVar(&c.profile, "profile", "", "directory to save Ferry's CPU profiles (concurrency 1, an extra run per endpoint) and heap and goroutine profiles (streams open) into; builds Ferry with a pprof listener overlaid")
 	fs.Func("ferry-env", "`KEY=VALUE` added to Ferry's environment, for experiments (GOGC=200, GOMAXPROCS=1, …); repeatable", func(v string) error {
@@ -207,6 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer b.close()
+	rep.placement, rep.pinned = b.cores.describe(), b.cores != nil
 	if err := b.measureAll(ctx, rep); err != nil {
 		return err
 	}

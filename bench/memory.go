@@ -165,7 +165,7 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint, bin string) (mem
 	if bin == "" {
 		f, err = b.startFerry(ctx, "GODEBUG=gctrace=1")
 	} else {
-		f, err = startFerry(ctx, bin, b.fake, b.cfg.logLevel, append(slices.Clone(b.cfg.ferryEnv), "GODEBUG=gctrace=1")...)
+		f, err = startFerry(ctx, b.cores, bin, b.fake, b.cfg.logLevel, append(slices.Clone(b.cfg.ferryEnv), "GODEBUG=gctrace=1")...)
 	}
 	if err != nil {
 		return res, err
@@ -257,7 +257,7 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint, bin string) (mem
 func (b *bench) measureProxyMemory(ctx context.Context, ep endpoint) (memResult, error) {
 	res := memResult{route: ep.route, floor: true, streams: b.cfg.streams}
 	b.answer(b.cfg.deltas)
-	px, err := startProxy(ctx, b.fake.URL, b.cfg.profile != "")
+	px, err := startProxy(ctx, b.cores, b.fake.URL, b.cfg.profile != "")
 	if err != nil {
 		return res, err
 	}

@@ -88,11 +88,12 @@ type proxyProc struct {
 	pprofURL string // with profiling
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
+	exited   <-chan error // yields once, when it has exited
 }
 
 // startProxy starts this binary again as the bare proxy, in front of
 // upstream; with profiling, it serves its profiles on a port of its own.
-func startProxy(ctx context.Context, upstream string, profiling bool) (*proxyProc, error) {
+func startProxy(ctx context.Context, cores *cores, upstream string, profiling bool) (*proxyProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -118,10 +119,11 @@ func startProxy(ctx context.Context, upstream string, profiling bool) (*proxyPro
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	exited, err := cores.start(cmd)
+	if err != nil {
 		return nil, err
 	}
-	p := &proxyProc{cmd: cmd, stdin: stdin, pprofURL: pprofURL}
+	p := &proxyProc{cmd: cmd, stdin: stdin, pprofURL: pprofURL, exited: exited}
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -154,12 +156,10 @@ func (p *proxyProc) cpu() (time.Duration, error) { return procCPU(p.Pid()) }
 
 func (p *proxyProc) stop() {
 	p.stdin.Close()
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(5 * time.Second):
 		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-done
+		<-p.exited
 	}
 }
