@@ -24,13 +24,13 @@ type earlier struct {
 }
 
 // level returns the earlier run's figures for route at conc with an answer
-// of deltas deltas.
-func (e *earlier) level(route string, conc, deltas int) (latencyResult, bool) {
+// of deltas deltas, pause apart.
+func (e *earlier) level(route string, conc, deltas int, pause time.Duration) (latencyResult, bool) {
 	if e == nil {
 		return latencyResult{}, false
 	}
 	for _, l := range e.latency {
-		if l.route == route && l.conc == conc && l.deltas == deltas {
+		if l.route == route && l.conc == conc && l.deltas == deltas && l.pause == pause {
 			return l, true
 		}
 	}
@@ -161,8 +161,8 @@ func (e *earlier) parse(lines []string) error {
 }
 
 // levelName matches a latency row's endpoint: "/ai/chat/stream (vs
-// /v1/messages), 100 deltas".
-var levelName = regexp.MustCompile(`^(\S+) \(vs (\S+)\), (\d+) deltas?$`)
+// /v1/messages), 100 deltas", or "…, 100 deltas 2ms apart".
+var levelName = regexp.MustCompile(`^(\S+) \(vs (\S+)\), (\d+) deltas?(?: (\S+) apart)?$`)
 
 // latencyRow reads one row of a latency table into cur, the level it
 // belongs to, or into a new level when the row starts one.
@@ -177,7 +177,13 @@ func (e *earlier) latencyRow(cell func(string) string, cur *latencyResult) (*lat
 			return nil, fmt.Errorf("concurrency: %w", err)
 		}
 		deltas, _ := strconv.Atoi(m[3])
-		e.latency = append(e.latency, latencyResult{route: m[1], upstreamPath: m[2], conc: conc, deltas: deltas, otherLoad: -1})
+		var pause time.Duration
+		if m[4] != "" {
+			if pause, err = time.ParseDuration(m[4]); err != nil {
+				return nil, fmt.Errorf("endpoint %q: %w", name, err)
+			}
+		}
+		e.latency = append(e.latency, latencyResult{route: m[1], upstreamPath: m[2], conc: conc, deltas: deltas, pause: pause, otherLoad: -1})
 		cur = &e.latency[len(e.latency)-1]
 	}
 	if cur == nil {

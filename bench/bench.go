@@ -24,8 +24,10 @@ type bench struct {
 	bin   string
 	tmp   string
 	// deltas and want are the scripted answer, which every stream must
-	// carry whole, and its number of deltas.
+	// carry whole, and its number of deltas; pause is the fake's pause
+	// before each of them.
 	deltas int
+	pause  time.Duration
 	want   string
 }
 
@@ -64,7 +66,7 @@ func newBench(ctx context.Context, cfg *options, root string, logf func(string, 
 		}
 	}
 	b.fake = llmtest.NewServer()
-	b.answer(cfg.deltas)
+	b.answer(cfg.deltas, 0)
 	if cfg.floor {
 		if b.proxy, err = startProxy(ctx, b.cores, b.fake.URL, false); err != nil {
 			b.close()
@@ -83,11 +85,14 @@ func (b *bench) close() {
 }
 
 // answer makes the fake answer every request with n deltas, which every
-// stream must then carry whole.
-func (b *bench) answer(n int) {
+// stream must then carry whole, pausing before each one (none: back to
+// back). A paced answer's opening events come with its first delta, so
+// that the bare proxy, which passes the upstream's wire on, gets its first
+// byte when Ferry does, whose wire may open only with the first text.
+func (b *bench) answer(n int, pause time.Duration) {
 	deltas := llmtest.Deltas(n)
-	b.deltas, b.want = n, strings.Join(deltas, "")
-	b.fake.SetScript(llmtest.Script{Deltas: deltas})
+	b.deltas, b.pause, b.want = n, pause, strings.Join(deltas, "")
+	b.fake.SetScript(llmtest.Script{Deltas: deltas, Delay: pause, OpenWithFirst: pause > 0})
 }
 
 // startFerry starts the Ferry binary on the fake, with the profiling
@@ -192,12 +197,21 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 				return fmt.Errorf("%s at concurrency %d: %w", ep.route, conc, err)
 			}
 			rep.latency = append(rep.latency, res)
+			if conc == slices.Max(b.cfg.conc) && conc > 1 && b.cfg.pace > 0 {
+				b.answer(b.cfg.deltas, b.cfg.pace)
+				res, err = b.compare(ctx, f, pf, ep, conc)
+				b.answer(b.cfg.deltas, 0)
+				if err != nil {
+					return fmt.Errorf("%s at concurrency %d, deltas %v apart: %w", ep.route, conc, b.cfg.pace, err)
+				}
+				rep.latency = append(rep.latency, res)
+			}
 			if conc != 1 || !b.cfg.fixed || b.cfg.deltas == 1 {
 				continue
 			}
-			b.answer(1)
+			b.answer(1, 0)
 			res, err = b.compare(ctx, f, pf, ep, conc)
-			b.answer(b.cfg.deltas)
+			b.answer(b.cfg.deltas, 0)
 			if err != nil {
 				return fmt.Errorf("%s at concurrency %d, one delta: %w", ep.route, conc, err)
 			}
@@ -260,7 +274,8 @@ type latencyResult struct {
 	route           string
 	upstreamPath    string
 	conc            int
-	deltas          int // in the answer
+	deltas          int           // in the answer
+	pause           time.Duration // the fake's before each delta; 0: back to back
 	upstream, ferry stats
 	proxy           *stats // the bare proxy's, with -floor
 	prior           *stats // the -before-ferry build's
@@ -275,6 +290,17 @@ type latencyResult struct {
 	otherLoad, steal float64
 }
 
+// answer names a level's answer: "100 deltas", or "100 deltas 2ms apart"
+// when the fake paused before each.
+func (l latencyResult) answer() string { return answerName(l.deltas, l.pause) }
+
+func answerName(deltas int, pause time.Duration) string {
+	if pause == 0 {
+		return plural(deltas, "delta")
+	}
+	return fmt.Sprintf("%s %v apart", plural(deltas, "delta"), pause)
+}
+
 // compare measures ep at conc: a warm-up of each side, then rounds that
 // alternate which side goes first, so that drift (CPU frequency, GC of the
 // fake, SQLite growth) falls on both alike.
@@ -286,7 +312,10 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 	defer cl.close()
 	deadline := time.Now().Add(b.cfg.phaseTime)
 	n := b.cfg.requests(conc)
-	b.logf("%s at concurrency %d, %d-delta answers: warm-up, then %d requests each side in %d rounds", ep.route, conc, b.deltas, n, b.cfg.rounds)
+	if b.pause > 0 {
+		n = b.cfg.paceN
+	}
+	b.logf("%s at concurrency %d, %s: warm-up, then %d requests each side in %d rounds", ep.route, conc, answerName(b.deltas, b.pause), n, b.cfg.rounds)
 
 	for _, t := range []*target{upT, ferryT} {
 		if _, err := cl.run(ctx, t, conc, b.cfg.warmup, 1, deadline); err != nil {
@@ -366,7 +395,7 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 			return latencyResult{}, fmt.Errorf("no request finished within -phase-time %v", b.cfg.phaseTime)
 		}
 	}
-	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas,
+	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas, pause: b.pause,
 		upstream: summarise(up.samples, up.wall, up.checked), ferry: summarise(fe.samples, fe.wall, fe.checked),
 		ferryCPU: fe.spent / time.Duration(len(fe.samples))}
 	res.otherLoad, res.steal = load.other()

@@ -119,7 +119,7 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, err := parseFlags([]string{"-c", "1,2", "-n", "1:4,2:4", "-rounds", "2", "-warmup", "2", "-deltas", "20",
-		"-streams", "20", "-mem-delay", "200ms", "-out", ""}, os.Stderr)
+		"-pace", "1ms", "-pace-n", "4", "-streams", "20", "-mem-delay", "200ms", "-out", ""}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +147,23 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Concurrency 1 and 2, and concurrency 1 with one-delta answers.
-	if len(rep.latency) != 3*(len(endpoints)-len(rep.skipped)) || len(rep.latency) == 0 {
+	// Concurrency 1 and 2, concurrency 1 with one-delta answers, and
+	// concurrency 2 paced.
+	if len(rep.latency) != 4*(len(endpoints)-len(rep.skipped)) || len(rep.latency) == 0 {
 		t.Fatalf("%d latency results for %d endpoints (%v skipped)", len(rep.latency), len(endpoints), rep.skipped)
+	}
+	paced := 0
+	for _, l := range rep.latency {
+		if l.pause > 0 {
+			paced++
+			// Each stream takes at least its deltas' pauses.
+			if l.conc != 2 || l.pause != time.Millisecond || l.ferry.last.p50 < 20*time.Millisecond {
+				t.Errorf("%s paced: concurrency %d, %v apart, last byte p50 %v", l.route, l.conc, l.pause, l.ferry.last.p50)
+			}
+		}
+	}
+	if paced != len(endpoints)-len(rep.skipped) {
+		t.Errorf("%d paced levels, want one per endpoint", paced)
 	}
 	for _, l := range rep.latency {
 		for side, s := range map[string]*stats{"upstream": &l.upstream, "ferry": &l.ferry, "bare proxy": l.proxy, "again": l.prior} {

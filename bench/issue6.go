@@ -40,11 +40,21 @@ var lastByteTargets = []struct {
 // applies to; the others are reported.
 var firstByteTargeted = map[string]bool{"/ollama/generate": true, "/ai/chat/stream": true}
 
-// level returns this run's figures for route at conc with the run's
-// answer length.
-func (r *report) level(route string, conc int) (latencyResult, bool) {
+// pace is the pause of the run's paced level, or 0 when it has none.
+func (r *report) pace() time.Duration {
 	for _, l := range r.latency {
-		if l.route == route && l.conc == conc && l.deltas == r.deltas {
+		if l.pause > 0 {
+			return l.pause
+		}
+	}
+	return 0
+}
+
+// level returns this run's figures for route at conc with the run's
+// answer length, its deltas back to back (paced false) or paced (-pace).
+func (r *report) level(route string, conc int, paced bool) (latencyResult, bool) {
+	for _, l := range r.latency {
+		if l.route == route && l.conc == conc && l.deltas == r.deltas && (l.pause > 0) == paced {
 			return l, true
 		}
 	}
@@ -114,6 +124,15 @@ func (r *report) intro6(p printf) {
 		"CPU per streamed request is reported before and after.\n\n",
 		plural(r.deltas, "delta"), thousands(targetStreams), targetRSSRatio, targetFirstAt, strings.TrimSuffix(ms(targetFirstP99), ".000 ms")+" ms")
 	r.method(p)
+	if pause := r.pace(); pause > 0 {
+		p("The first-byte target is judged on a level of its own: concurrency %d with the fake pausing %v before each delta (`-pace`), "+
+			"as a model streams its tokens (faster than any hosted model does), so a first byte waits behind %d other live streams. "+
+			"The fake's opening events (Anthropic's `message_start`, OpenAI's role chunk) go out with its first delta, after the first pause: "+
+			"otherwise the bare proxy, passing them on, would get a first byte a pause before Ferry's `/ai/chat/stream`, whose stream opens with the first text. "+
+			"With the deltas back to back, both halves of the machine run flat out and the p99 is mostly the client's own queueing: "+
+			"the same build's moved by ±10 ms between runs. That level is still reported, and its CPU per request and req/s are the throughput figures.\n\n",
+			targetFirstAt, pause, targetFirstAt-1)
+	}
 	p("Command, from the module root:\n\n    %s\n\n", r.command)
 	if e := r.before; e != nil {
 		p("*Before (%s)* is this command's own run at that commit (its bench is the same code), in a worktree: "+
@@ -153,12 +172,14 @@ func (r *report) targets6(p printf) {
 	type row struct{ target, route, measured, floor, versus, goal, result, before string }
 	var rows []row
 	before := r.compared()
-	beforeLevel := func(route string, conc int) (latencyResult, bool) { return before.level(route, conc, r.deltas) }
+	beforeLevel := func(route string, conc int, pause time.Duration) (latencyResult, bool) {
+		return before.level(route, conc, r.deltas, pause)
+	}
 
 	for _, t := range lastByteTargets {
 		x := row{target: fmt.Sprintf("Median last byte, concurrency 1, %s: added by Ferry minus added by a bare proxy", plural(r.deltas, "delta")),
 			route: t.route, goal: "reported", result: "–", before: "–"}
-		l, ok := r.level(t.route, 1)
+		l, ok := r.level(t.route, 1, false)
 		if !ok || l.proxy == nil {
 			x.measured, x.floor, x.versus, x.result = "not measured", "–", "–", "–"
 			rows = append(rows, x)
@@ -170,29 +191,41 @@ func (r *report) targets6(p printf) {
 			x.goal = "≤ " + over(t.over, 0)
 			x.result = verdict6(l.ferry.last.p50-l.proxy.last.p50 <= t.over)
 		}
-		if b, ok := beforeLevel(t.route, 1); ok && b.proxy != nil {
+		if b, ok := beforeLevel(t.route, 1, 0); ok && b.proxy != nil {
 			x.before = fmt.Sprintf("%s (%s vs %s)", over(b.ferry.last.p50, b.proxy.last.p50),
 				added(b.ferry.last.p50, b.upstream.last.p50), added(b.proxy.last.p50, b.upstream.last.p50))
 		}
 		rows = append(rows, x)
 	}
 
+	// The target is judged on the paced level where there is one: with
+	// the deltas back to back, both halves of the machine are saturated and
+	// the p99 is mostly the client's own queueing (see intro6).
 	for _, t := range lastByteTargets {
-		l, ok := r.level(t.route, targetFirstAt)
-		if !ok || l.proxy == nil {
-			continue
+		var levels []latencyResult // the paced one first
+		for _, paced := range []bool{true, false} {
+			if l, ok := r.level(t.route, targetFirstAt, paced); ok && l.proxy != nil {
+				levels = append(levels, l)
+			}
 		}
-		x := row{target: fmt.Sprintf("First byte p99, concurrency %d, %s: Ferry's minus the bare proxy's", targetFirstAt, plural(r.deltas, "delta")),
-			route: t.route, measured: ms(l.ferry.first.p99), floor: ms(l.proxy.first.p99), versus: over(l.ferry.first.p99, l.proxy.first.p99),
-			goal: "reported", result: "–", before: "–"}
-		if firstByteTargeted[t.route] {
-			x.goal = "≤ " + over(targetFirstP99, 0)
-			x.result = verdict6(l.ferry.first.p99-l.proxy.first.p99 <= targetFirstP99)
+		hasPaced := len(levels) > 0 && levels[0].pause > 0
+		for _, l := range levels {
+			what := l.answer()
+			if l.pause == 0 && hasPaced {
+				what += " back to back"
+			}
+			x := row{target: fmt.Sprintf("First byte p99, concurrency %d, %s: Ferry's minus the bare proxy's", targetFirstAt, what),
+				route: t.route, measured: ms(l.ferry.first.p99), floor: ms(l.proxy.first.p99), versus: over(l.ferry.first.p99, l.proxy.first.p99),
+				goal: "reported", result: "–", before: "–"}
+			if firstByteTargeted[t.route] && (l.pause > 0 || !hasPaced) {
+				x.goal = "≤ " + over(targetFirstP99, 0)
+				x.result = verdict6(l.ferry.first.p99-l.proxy.first.p99 <= targetFirstP99)
+			}
+			if b, ok := beforeLevel(t.route, targetFirstAt, l.pause); ok && b.proxy != nil {
+				x.before = fmt.Sprintf("%s (%s vs %s)", over(b.ferry.first.p99, b.proxy.first.p99), ms(b.ferry.first.p99), ms(b.proxy.first.p99))
+			}
+			rows = append(rows, x)
 		}
-		if b, ok := beforeLevel(t.route, targetFirstAt); ok && b.proxy != nil {
-			x.before = fmt.Sprintf("%s (%s vs %s)", over(b.ferry.first.p99, b.proxy.first.p99), ms(b.ferry.first.p99), ms(b.proxy.first.p99))
-		}
-		rows = append(rows, x)
 	}
 
 	for _, t := range lastByteTargets {
@@ -233,7 +266,7 @@ func (r *report) targets6(p printf) {
 
 	for _, t := range lastByteTargets {
 		for _, conc := range []int{1, targetFirstAt} {
-			l, ok := r.level(t.route, conc)
+			l, ok := r.level(t.route, conc, false)
 			if !ok {
 				continue
 			}
@@ -242,7 +275,7 @@ func (r *report) targets6(p printf) {
 			if l.proxy != nil && l.proxyCPU > 0 {
 				x.floor, x.versus = ms(l.proxyCPU), fmt.Sprintf("%.1f×", float64(l.ferryCPU)/float64(l.proxyCPU))
 			}
-			if b, ok := beforeLevel(t.route, conc); ok {
+			if b, ok := beforeLevel(t.route, conc, 0); ok {
 				x.before = ms(b.ferryCPU)
 			}
 			rows = append(rows, x)
@@ -321,11 +354,11 @@ func (r *report) beside(p printf, e *earlier, floors bool) {
 	last := func(s stats) time.Duration { return s.last.p50 }
 	first := func(s stats) time.Duration { return s.first.p99 }
 	for _, l := range r.latency {
-		b, ok := e.level(l.route, l.conc, l.deltas)
+		b, ok := e.level(l.route, l.conc, l.deltas, l.pause)
 		if !ok {
 			continue
 		}
-		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f |\n", l.route, l.conc, plural(l.deltas, "delta"),
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f |\n", l.route, l.conc, l.answer(),
 			ms(b.ferryCPU), ms(l.ferryCPU), diff(b, last), diff(l, last), diff(b, first), diff(l, first), b.ferry.rps, l.ferry.rps)
 	}
 	if len(r.memory) == 0 {

@@ -73,6 +73,8 @@ type options struct {
 	phaseTime   time.Duration
 	streams     int
 	memDelay    time.Duration
+	pace        time.Duration
+	paceN       int // requests per side at the paced level
 	skipMemory  bool
 	floor       bool
 	pin         bool
@@ -106,6 +108,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.phaseTime, "phase-time", 90*time.Second, "longest one endpoint at one concurrency level may run; rounds stop early past it")
 	fs.IntVar(&c.streams, "streams", 5000, "streams held open at once for the memory measurement")
 	fs.DurationVar(&c.memDelay, "mem-delay", time.Second, "the fake upstream's pause before each delta while streams are held open")
+	fs.DurationVar(&c.pace, "pace", 2*time.Millisecond, "also measure the highest concurrency level with the fake pausing this long before each delta, as a model streams its tokens: the level the first-byte target is judged on (0: not)")
+	fs.IntVar(&c.paceN, "pace-n", 2000, "requests per side at the paced level, whose streams each take the deltas' pauses")
 	fs.BoolVar(&c.skipMemory, "skip-memory", false, "skip the memory measurement")
 	fs.BoolVar(&c.fixed, "fixed", true, "also measure each endpoint at concurrency 1 with a one-delta answer: its fixed cost per request, apart from its cost per delta")
 	fs.BoolVar(&c.pin, "pin", true, "run the server measured (Ferry, the bare proxy) on half the machine's cores and this process (the client and the fake upstream) on the other half, as on machines of their own; false shares every core")

@@ -158,7 +158,7 @@ func settleUpstream(fake *llmtest.Server) (cancelled, unended int) {
 // bin, when not empty, is another build of Ferry to measure instead.
 func (b *bench) measureMemory(ctx context.Context, ep endpoint, bin string) (memResult, error) {
 	res := memResult{route: ep.route, streams: b.cfg.streams}
-	b.answer(b.cfg.deltas)
+	b.answer(b.cfg.deltas, 0)
 	// gctrace splits the resident memory into live heap and stacks.
 	var f *ferryProc
 	var err error
@@ -229,7 +229,7 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint, bin string) (mem
 	// Ferry must pass each client's leaving on to its upstream request.
 	res.cancelled, res.unended = settleUpstream(b.fake)
 
-	b.answer(b.cfg.deltas)
+	b.answer(b.cfg.deltas, 0)
 	res.healthy = f.alive()
 	if res.healthy == nil {
 		res.healthy = f.ready(ctx, 30*time.Second)
@@ -256,7 +256,7 @@ func (b *bench) measureMemory(ctx context.Context, ep endpoint, bin string) (mem
 // stream.
 func (b *bench) measureProxyMemory(ctx context.Context, ep endpoint) (memResult, error) {
 	res := memResult{route: ep.route, floor: true, streams: b.cfg.streams}
-	b.answer(b.cfg.deltas)
+	b.answer(b.cfg.deltas, 0)
 	px, err := startProxy(ctx, b.cores, b.fake.URL, b.cfg.profile != "")
 	if err != nil {
 		return res, err
@@ -300,7 +300,7 @@ func (b *bench) measureProxyMemory(ctx context.Context, ep endpoint) (memResult,
 	}
 	c.release()
 	res.cancelled, res.unended = settleUpstream(b.fake)
-	b.answer(b.cfg.deltas)
+	b.answer(b.cfg.deltas, 0)
 	res.healthy = b.verifyOne(ctx, t)
 	time.Sleep(b.cfg.settle)
 	if m, err := procMemory(pid); err == nil {

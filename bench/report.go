@@ -228,7 +228,7 @@ func (r *report) targets3(p printf) {
 			pick func(stats) time.Duration
 		}{{"first byte", first}, {"last byte", last}} {
 			a := c.pick(l.ferry) - c.pick(l.upstream)
-			p("| Median added latency at concurrency 1 < 0.2 ms: %s, %s | %s | %s | %s | %s |\n", c.what, plural(l.deltas, "delta"), l.route,
+			p("| Median added latency at concurrency 1 < 0.2 ms: %s, %s | %s | %s | %s | %s |\n", c.what, l.answer(), l.route,
 				added(c.pick(l.ferry), c.pick(l.upstream)), floor(c.pick, l), verdict(a < 200*time.Microsecond))
 		}
 	}
@@ -274,7 +274,7 @@ func (r *report) latencyTable(p printf) {
 		if l.otherLoad >= 0 {
 			other = fmt.Sprintf("%.0f%%", l.otherLoad*100)
 		}
-		p("| %s (vs %s), %s | %d | upstream | %d | %.0f | %s | %s | %s | %s | | %s |\n", l.route, l.upstreamPath, plural(l.deltas, "delta"), l.conc, u.n, u.rps,
+		p("| %s (vs %s), %s | %d | upstream | %d | %.0f | %s | %s | %s | %s | | %s |\n", l.route, l.upstreamPath, l.answer(), l.conc, u.n, u.rps,
 			ms(u.first.p50), ms(u.first.p99), ms(u.last.p50), ms(u.last.p99), other)
 		if x := l.proxy; x != nil {
 			p("| | | bare proxy | %d | %.0f | %s | %s | %s | %s | %s | |\n", x.n, x.rps, ms(x.first.p50), ms(x.first.p99), ms(x.last.p50), ms(x.last.p99), ms(l.proxyCPU))

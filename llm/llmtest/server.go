@@ -60,6 +60,12 @@ type Script struct {
 	// after all of them. A client that leaves during the pause is noticed
 	// at once.
 	Delay time.Duration
+	// OpenWithFirst moves the first Delay before the stream's opening
+	// events (Anthropic's message_start, OpenAI's role chunk), which then
+	// go out with the first delta: an upstream whose first bytes come with
+	// its first token, so that a proxy of its wire and a server of another
+	// wire get their first bytes at the same time.
+	OpenWithFirst bool
 	// StopReason overrides the provider's normal one ("end_turn" for
 	// Anthropic, "stop" for OpenAI and Ollama).
 	StopReason string

@@ -306,3 +306,40 @@ func TestRefusesWhatUpstreamsRefuse(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenWithFirst: with OpenWithFirst, Anthropic's opening events come
+// after the first pause, in the same write as the first delta; without
+// it, they come at once and the first delta a pause later.
+func TestOpenWithFirst(t *testing.T) {
+	s := llmtest.Start(t)
+	const pause = 150 * time.Millisecond
+	for _, together := range []bool{true, false} {
+		s.SetScript(llmtest.Script{Deltas: []string{"a", "b"}, Delay: pause, OpenWithFirst: together})
+		req, _ := http.NewRequest(http.MethodPost, s.AnthropicURL()+"/v1/messages",
+			strings.NewReader(`{"model":"claude-sonnet-4-6","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range anthropicHeaders {
+			req.Header.Set(k, v)
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64<<10)
+		n, _ := resp.Body.Read(buf)
+		first, took := string(buf[:n]), time.Since(start)
+		rest, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		hasStart, hasDelta := strings.Contains(first, "message_start"), strings.Contains(first, `"text":"a"`)
+		if together && (!hasStart || !hasDelta || took < pause) {
+			t.Errorf("together: the first read after %v holds message_start %v, the first delta %v; want both, after the pause", took, hasStart, hasDelta)
+		}
+		if !together && (!hasStart || hasDelta || took >= pause) {
+			t.Errorf("apart: the first read after %v holds message_start %v, the first delta %v; want only the start, at once", took, hasStart, hasDelta)
+		}
+		if all := first + string(rest); strings.Count(all, "text_delta") != 2 || !strings.Contains(all, "message_stop") {
+			t.Errorf("together %v: the stream is %q", together, all)
+		}
+	}
+}

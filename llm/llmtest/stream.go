@@ -49,10 +49,22 @@ func (st *stream) stream(contentType string, wf wire) bool {
 	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-cache")
 	st.w.WriteHeader(http.StatusOK)
-	if !st.send(wf.open()) {
+	open := wf.open()
+	together := st.p.OpenWithFirst && len(st.p.quoted) > 0 && (st.p.Break == NoBreak || st.p.BreakAfter > 0)
+	if together {
+		if !st.pause(st.p.Delay) {
+			return false
+		}
+		open = append(open, wf.delta(st.p.quoted[0])...)
+	}
+	if !st.send(open) {
 		return false
 	}
 	for i, q := range st.p.quoted {
+		if together && i == 0 {
+			st.rec.deltas.Add(1)
+			continue // sent with the opening events
+		}
 		if st.p.Break != NoBreak && i == st.p.BreakAfter {
 			return st.breakOff(wf)
 		}
