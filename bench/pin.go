@@ -124,7 +124,8 @@ func (c *cores) describe() string {
 	if c == nil {
 		return "the client, the fake upstream and the server measured share every core"
 	}
-	return fmt.Sprintf("the server measured (Ferry or the bare proxy) runs on %s and the client with the fake upstream on %s (`-pin`)",
+	return fmt.Sprintf("the server measured (Ferry or the bare proxy) runs on %s and the client with the fake upstream on %s (`-pin`), "+
+		"each with GOMAXPROCS set to its cores (the machine line gives this process's before it moved)",
 		cpuList(c.server), cpuList(c.load))
 }
 
