@@ -129,8 +129,8 @@ func (r *report) intro6(p printf) {
 			"as a model streams its tokens (faster than any hosted model does), so a first byte waits behind %d other live streams. "+
 			"The fake's opening events (Anthropic's `message_start`, OpenAI's role chunk) go out with its first delta, after the first pause: "+
 			"otherwise the bare proxy, passing them on, would get a first byte a pause before Ferry's `/ai/chat/stream`, whose stream opens with the first text. "+
-			"With the deltas back to back, both halves of the machine run flat out and the p99 is mostly the client's own queueing: "+
-			"the same build's moved by ±10 ms between runs. That level is still reported, and its CPU per request and req/s are the throughput figures.\n\n",
+			"With the deltas back to back, both halves of the machine run flat out and the p99 is mostly the client's own queueing, "+
+			"which moves by more than the target between runs of one build. That level is still reported, and its CPU per request and req/s are the throughput figures.\n\n",
 			targetFirstAt, pause, targetFirstAt-1)
 	}
 	p("Command, from the module root:\n\n    %s\n\n", r.command)

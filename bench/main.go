@@ -213,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer b.close()
-	rep.placement, rep.pinned = b.cores.describe(), b.cores != nil
+	rep.cores = b.cores
 	if err := b.measureAll(ctx, rep); err != nil {
 		return err
 	}

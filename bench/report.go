@@ -33,14 +33,13 @@ type report struct {
 	every    int // every k-th measured answer was decoded and compared
 	warmup   int
 	floor    bool // a bare proxy was measured too
-	// placement says which cores the servers and the client ran on (see
-	// cores.describe); pinned is whether they had cores of their own.
-	placement string
-	pinned    bool
-	memDelay  time.Duration
-	latency   []latencyResult
-	memory    []memResult
-	skipped   []string // routes this build of Ferry does not serve
+	// cores is where the servers and the client ran (nil: sharing every
+	// core; see cores.describe).
+	cores    *cores
+	memDelay time.Duration
+	latency  []latencyResult
+	memory   []memResult
+	skipped  []string // routes this build of Ferry does not serve
 	// loadStart and loadEnd are /proc/loadavg's 1, 5 and 15 minute figures
 	// when the run started and ended.
 	loadStart, loadEnd string
@@ -171,15 +170,15 @@ func (r *report) method(p printf) {
 		p("*Bare proxy* is the same figure for a standard-library reverse proxy (`httputil.ReverseProxy`, flushing every read) " +
 			"in its own process between the same client and fake: what one more HTTP hop costs on this machine, before any work.\n\n")
 	}
-	if r.pinned {
+	if r.cores != nil {
 		p("Placement: %s. So the servers do not contend with the client and the fake for a core, as they would not where Ferry is deployed: "+
 			"its clients and its model run elsewhere. The fake sends its deltas back to back, as fast as it can write them, so at concurrency 64 "+
 			"both halves of the machine are busy, and a first byte waits behind the deltas of the other streams on both. "+
-			"The rows with a one-delta answer have no such burst: they show Ferry's fixed cost per request.\n\n", r.placement)
+			"The rows with a one-delta answer have no such burst: they show Ferry's fixed cost per request.\n\n", r.cores.describe())
 	} else {
 		p("Placement: %s (`-pin=false`), and the fake sends its deltas back to back, as fast as it can write them. "+
 			"So at concurrency 64 every side is bounded by the machine, not by the server alone; and Ferry's first byte also waits for the CPU that Ferry "+
-			"and the fake spend on the deltas behind it. The rows with a one-delta answer have no such burst: they show Ferry's fixed cost per request.\n\n", r.placement)
+			"and the fake spend on the deltas behind it. The rows with a one-delta answer have no such burst: they show Ferry's fixed cost per request.\n\n", r.cores.describe())
 	}
 }
 

@@ -49,22 +49,19 @@ func (st *stream) stream(contentType string, wf wire) bool {
 	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-cache")
 	st.w.WriteHeader(http.StatusOK)
-	open := wf.open()
-	together := st.p.OpenWithFirst && len(st.p.quoted) > 0 && (st.p.Break == NoBreak || st.p.BreakAfter > 0)
-	if together {
+	open, first := wf.open(), 0 // first: the delta the loop starts at
+	if st.p.OpenWithFirst && len(st.p.quoted) > 0 && (st.p.Break == NoBreak || st.p.BreakAfter > 0) {
 		if !st.pause(st.p.Delay) {
 			return false
 		}
-		open = append(open, wf.delta(st.p.quoted[0])...)
+		open, first = append(open, wf.delta(st.p.quoted[0])...), 1
 	}
 	if !st.send(open) {
 		return false
 	}
-	for i, q := range st.p.quoted {
-		if together && i == 0 {
-			st.rec.deltas.Add(1)
-			continue // sent with the opening events
-		}
+	st.rec.deltas.Add(int64(first))
+	for i := first; i < len(st.p.quoted); i++ {
+		q := st.p.quoted[i]
 		if st.p.Break != NoBreak && i == st.p.BreakAfter {
 			return st.breakOff(wf)
 		}
