@@ -23,18 +23,12 @@ type earlier struct {
 	memory  []memResult
 }
 
-// level returns the earlier run's figures for route at conc with an answer
-// of deltas deltas, pause apart.
-func (e *earlier) level(route string, conc, deltas int, pause time.Duration) (latencyResult, bool) {
+// level returns the earlier run's figures for the level k.
+func (e *earlier) level(k levelKey) (latencyResult, bool) {
 	if e == nil {
 		return latencyResult{}, false
 	}
-	for _, l := range e.latency {
-		if l.route == route && l.conc == conc && l.deltas == deltas && l.pause == pause {
-			return l, true
-		}
-	}
-	return latencyResult{}, false
+	return findLevel(e.latency, k)
 }
 
 // mem returns the earlier run's memory reading of Ferry on route (floor
@@ -161,8 +155,11 @@ func (e *earlier) parse(lines []string) error {
 }
 
 // levelName matches a latency row's endpoint: "/ai/chat/stream (vs
-// /v1/messages), 100 deltas", or "…, 100 deltas 2ms apart".
-var levelName = regexp.MustCompile(`^(\S+) \(vs (\S+)\), (\d+) deltas?(?: (\S+) apart)?$`)
+// /v1/messages), 100 deltas", or "…, 100 deltas 2ms apart, starts spread"
+// or "…, 64 at once" (answerName). A paced level of a run before the
+// starts were spread, "…, 100 deltas 2ms apart", read as a herd: its
+// rounds started their workers together.
+var levelName = regexp.MustCompile(`^(\S+) \(vs (\S+)\), (\d+) deltas?(?: (\S+) apart(, starts spread|, \d+ at once)?)?$`)
 
 // latencyRow reads one row of a latency table into cur, the level it
 // belongs to, or into a new level when the row starts one.
@@ -183,7 +180,8 @@ func (e *earlier) latencyRow(cell func(string) string, cur *latencyResult) (*lat
 				return nil, fmt.Errorf("endpoint %q: %w", name, err)
 			}
 		}
-		e.latency = append(e.latency, latencyResult{route: m[1], upstreamPath: m[2], conc: conc, deltas: deltas, pause: pause, otherLoad: -1})
+		herd := pause > 0 && m[5] != ", starts spread"
+		e.latency = append(e.latency, latencyResult{route: m[1], upstreamPath: m[2], conc: conc, deltas: deltas, pause: pause, herd: herd, otherLoad: -1})
 		cur = &e.latency[len(e.latency)-1]
 	}
 	if cur == nil {

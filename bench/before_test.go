@@ -56,7 +56,7 @@ func TestReadEarlierIssue3(t *testing.T) {
 	if e.run != "2026-11-27 23:33 UTC, took 1m57s" {
 		t.Errorf("run %q", e.run)
 	}
-	l, ok := e.level("/ai/chat/stream", 1, 100, 0)
+	l, ok := e.level(levelKey{route: "/ai/chat/stream", conc: 1, deltas: 100})
 	if !ok || l.proxy == nil {
 		t.Fatalf("no /ai/chat/stream level with its bare proxy: %+v", e.latency)
 	}
@@ -64,7 +64,7 @@ func TestReadEarlierIssue3(t *testing.T) {
 		l.ferryCPU != 2990*time.Microsecond || l.upstreamPath != "/v1/messages" {
 		t.Errorf("/ai/chat/stream: %+v, proxy %+v", l, *l.proxy)
 	}
-	if o, ok := e.level("/ollama/generate", 1, 1, 0); !ok || o.ferry.last.p50 != 868*time.Microsecond {
+	if o, ok := e.level(levelKey{route: "/ollama/generate", conc: 1, deltas: 1}); !ok || o.ferry.last.p50 != 868*time.Microsecond {
 		t.Errorf("/ollama/generate, 1 delta: %+v (%v)", o, ok)
 	}
 	f, ok := e.mem("/ai/chat/stream", false)
@@ -90,13 +90,17 @@ func TestReadEarlierRoundTrip(t *testing.T) {
 			upstream: stats{n: 10, rps: 1000, first: quantiles{400 * time.Microsecond, 900 * time.Microsecond}, last: quantiles{600 * time.Microsecond, 2 * time.Millisecond}},
 			ferry:    stats{n: 10, rps: 800, first: quantiles{800 * time.Microsecond, 2 * time.Millisecond}, last: quantiles{1200 * time.Microsecond, 4 * time.Millisecond}},
 			proxy:    &proxy, ferryCPU: 1250 * time.Microsecond, proxyCPU: 400 * time.Microsecond, otherLoad: 0.25},
-			// Concurrency 64 back to back, and paced: the first-byte
-			// target is judged on the paced level.
+			// Concurrency 64 back to back, and paced, with the starts
+			// spread and as a herd: the first-byte target is judged on
+			// the paced level with spread starts.
 			{route: "/ollama/generate", upstreamPath: "/api/generate", conc: 64, deltas: 100,
 				upstream: proxy, ferry: stats{n: 10, rps: 800, first: quantiles{time.Millisecond, 40 * time.Millisecond}, last: quantiles{2 * time.Millisecond, 50 * time.Millisecond}},
 				proxy: &proxy, otherLoad: -1},
 			{route: "/ollama/generate", upstreamPath: "/api/generate", conc: 64, deltas: 100, pause: 2 * time.Millisecond,
 				upstream: proxy, ferry: stats{n: 10, rps: 300, first: quantiles{2 * time.Millisecond, 3 * time.Millisecond}, last: quantiles{200 * time.Millisecond, 210 * time.Millisecond}},
+				proxy: &proxy, otherLoad: -1},
+			{route: "/ollama/generate", upstreamPath: "/api/generate", conc: 64, deltas: 100, pause: 2 * time.Millisecond, herd: true,
+				upstream: proxy, ferry: stats{n: 10, rps: 300, first: quantiles{4 * time.Millisecond, 9 * time.Millisecond}, last: quantiles{200 * time.Millisecond, 210 * time.Millisecond}},
 				proxy: &proxy, otherLoad: -1}},
 		memory: []memResult{
 			{route: "/ollama/generate", streams: 50, opened: 50, idle: memory{rss: 60 << 20}, open: memory{rss: 100 << 20, hwm: 110 << 20}, gc: heap{live: 30, ok: true}},
@@ -112,15 +116,18 @@ func TestReadEarlierRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("issue %d: %v", issue, err)
 		}
-		l, ok := e.level("/ollama/generate", 1, 100, 0)
+		l, ok := e.level(levelKey{route: "/ollama/generate", conc: 1, deltas: 100})
 		if !ok || l.proxy == nil || l.ferry.last.p50 != 1200*time.Microsecond || l.proxy.first.p99 != 1500*time.Microsecond ||
 			l.ferryCPU != 1250*time.Microsecond || l.proxyCPU != 400*time.Microsecond {
 			t.Errorf("issue %d: %+v", issue, l)
 		}
-		if l, ok := e.level("/ollama/generate", 64, 100, 2*time.Millisecond); !ok || l.ferry.first.p99 != 3*time.Millisecond {
+		if l, ok := e.level(levelKey{route: "/ollama/generate", conc: 64, deltas: 100, pause: 2 * time.Millisecond}); !ok || l.ferry.first.p99 != 3*time.Millisecond {
 			t.Errorf("issue %d: the paced level read back as %+v", issue, l)
 		}
-		if l, ok := e.level("/ollama/generate", 64, 100, 0); !ok || l.ferry.first.p99 != 40*time.Millisecond {
+		if l, ok := e.level(levelKey{route: "/ollama/generate", conc: 64, deltas: 100, pause: 2 * time.Millisecond, herd: true}); !ok || l.ferry.first.p99 != 9*time.Millisecond {
+			t.Errorf("issue %d: the paced herd read back as %+v", issue, l)
+		}
+		if l, ok := e.level(levelKey{route: "/ollama/generate", conc: 64, deltas: 100}); !ok || l.ferry.first.p99 != 40*time.Millisecond {
 			t.Errorf("issue %d: the back-to-back level read back as %+v", issue, l)
 		}
 		px, ok := e.mem("/ollama/generate", true)
@@ -138,11 +145,40 @@ func TestReadEarlierRoundTrip(t *testing.T) {
 	for _, want := range []string{"### Before (x) and after", "| /ollama/generate | 1 | 100 deltas | 1.250 ms | 1.250 ms |", "1.11×", "Other load", "25%",
 		"### old and this tree in the same run", "| /ollama/generate | 1 | 100 deltas | 2.000 ms | 1.250 ms | +0.500 ms | +0.200 ms |",
 		"| | | Ferry old | 10 |",
-		"| First byte p99, concurrency 64, 100 deltas 2ms apart: Ferry's minus the bare proxy's | /ollama/generate | 3.000 ms | 1.500 ms | +1.500 ms | ≤ +2.000 ms | PASS |",
+		"| First byte p99, concurrency 64, 100 deltas 2ms apart, starts spread: Ferry's minus the bare proxy's | /ollama/generate | 3.000 ms | 1.500 ms | +1.500 ms | ≤ +2.000 ms | PASS |",
+		"| First byte p99, concurrency 64, 100 deltas 2ms apart, 64 at once: Ferry's minus the bare proxy's | /ollama/generate | 9.000 ms | 1.500 ms | +7.500 ms | reported | – |",
 		"| First byte p99, concurrency 64, 100 deltas back to back: Ferry's minus the bare proxy's | /ollama/generate | 40.000 ms | 1.500 ms | +38.500 ms | reported | – |",
-		"| /ollama/generate (vs /api/generate), 100 deltas 2ms apart | 64 | upstream |", "pausing 2ms before each delta (`-pace`)", "| /ollama/generate, old | 50 of 50 |", "| /ollama/generate, 50 | 120.0 MB | 100.0 MB |"} {
+		"| /ollama/generate (vs /api/generate), 100 deltas 2ms apart, starts spread | 64 | upstream |", "pausing 2ms before each delta (`-pace`)", "| /ollama/generate, old | 50 of 50 |", "| /ollama/generate, 50 | 120.0 MB | 100.0 MB |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q:\n%s", want, md)
+		}
+	}
+}
+
+// TestLevelNames reads the names answerName gives a level back, and a
+// paced level's name from before the starts were spread as a herd's.
+func TestLevelNames(t *testing.T) {
+	for name, want := range map[string]levelKey{
+		"/ollama/generate (vs /api/generate), 100 deltas":                          {conc: 64, deltas: 100},
+		"/ollama/generate (vs /api/generate), 1 delta":                             {conc: 64, deltas: 1},
+		"/ollama/generate (vs /api/generate), 100 deltas 2ms apart, starts spread": {conc: 64, deltas: 100, pause: 2 * time.Millisecond},
+		"/ollama/generate (vs /api/generate), 100 deltas 2ms apart, 64 at once":    {conc: 64, deltas: 100, pause: 2 * time.Millisecond, herd: true},
+		"/ollama/generate (vs /api/generate), 100 deltas 2ms apart":                {conc: 64, deltas: 100, pause: 2 * time.Millisecond, herd: true},
+	} {
+		want.route = "/ollama/generate"
+		e := &earlier{}
+		cells := map[string]string{"Endpoint": name, "Conc.": "64"}
+		if _, err := e.latencyRow(func(k string) string { return cells[k] }, nil); err != nil {
+			t.Errorf("%q: %v", name, err)
+			continue
+		}
+		if got := e.latency[0].key(); got != want {
+			t.Errorf("%q read as %+v, want %+v", name, got, want)
+		}
+		if want.herd && strings.HasSuffix(name, "at once") || !want.herd {
+			if got := e.latency[0].answer(); got != strings.TrimPrefix(name, "/ollama/generate (vs /api/generate), ") {
+				t.Errorf("%q named back as %q", name, got)
+			}
 		}
 	}
 }

@@ -29,6 +29,9 @@ type bench struct {
 	deltas int
 	pause  time.Duration
 	want   string
+	// herd makes a paced level's workers start together, each sending
+	// one request a round (see compare).
+	herd bool
 }
 
 func newBench(ctx context.Context, cfg *options, root string, logf func(string, ...any)) (*bench, error) {
@@ -199,12 +202,16 @@ func (b *bench) measureAll(ctx context.Context, rep *report) error {
 			rep.latency = append(rep.latency, res)
 			if conc == slices.Max(b.cfg.conc) && conc > 1 && b.cfg.pace > 0 {
 				b.answer(b.cfg.deltas, b.cfg.pace)
-				res, err = b.compare(ctx, f, pf, ep, conc)
-				b.answer(b.cfg.deltas, 0)
-				if err != nil {
-					return fmt.Errorf("%s at concurrency %d, deltas %v apart: %w", ep.route, conc, b.cfg.pace, err)
+				for _, herd := range []bool{false, true} {
+					b.herd = herd
+					res, err = b.compare(ctx, f, pf, ep, conc)
+					if err != nil {
+						return fmt.Errorf("%s at concurrency %d, %s: %w", ep.route, conc, answerName(b.deltas, b.pause, conc, herd), err)
+					}
+					rep.latency = append(rep.latency, res)
 				}
-				rep.latency = append(rep.latency, res)
+				b.herd = false
+				b.answer(b.cfg.deltas, 0)
 			}
 			if conc != 1 || !b.cfg.fixed || b.cfg.deltas == 1 {
 				continue
@@ -276,6 +283,7 @@ type latencyResult struct {
 	conc            int
 	deltas          int           // in the answer
 	pause           time.Duration // the fake's before each delta; 0: back to back
+	herd            bool          // a paced level's streams started together
 	upstream, ferry stats
 	proxy           *stats // the bare proxy's, with -floor
 	prior           *stats // the -before-ferry build's
@@ -290,20 +298,58 @@ type latencyResult struct {
 	otherLoad, steal float64
 }
 
-// answer names a level's answer: "100 deltas", or "100 deltas 2ms apart"
-// when the fake paused before each.
-func (l latencyResult) answer() string { return answerName(l.deltas, l.pause) }
+// levelKey is what tells one measured level from another.
+type levelKey struct {
+	route        string
+	conc, deltas int
+	pause        time.Duration
+	herd         bool
+}
 
-func answerName(deltas int, pause time.Duration) string {
+func (l latencyResult) key() levelKey {
+	return levelKey{route: l.route, conc: l.conc, deltas: l.deltas, pause: l.pause, herd: l.herd}
+}
+
+// findLevel returns the level k of levels.
+func findLevel(levels []latencyResult, k levelKey) (latencyResult, bool) {
+	for _, l := range levels {
+		if l.key() == k {
+			return l, true
+		}
+	}
+	return latencyResult{}, false
+}
+
+// answer names a level's answer and, when paced, how its streams
+// started: "100 deltas"; "100 deltas 2ms apart, starts spread", or
+// "…, 64 at once" for a herd.
+func (l latencyResult) answer() string { return answerName(l.deltas, l.pause, l.conc, l.herd) }
+
+func answerName(deltas int, pause time.Duration, conc int, herd bool) string {
 	if pause == 0 {
 		return plural(deltas, "delta")
 	}
-	return fmt.Sprintf("%s %v apart", plural(deltas, "delta"), pause)
+	start := "starts spread"
+	if herd {
+		start = fmt.Sprintf("%d at once", conc)
+	}
+	return fmt.Sprintf("%s %v apart, %s", plural(deltas, "delta"), pause, start)
 }
 
 // compare measures ep at conc: a warm-up of each side, then rounds that
 // alternate which side goes first, so that drift (CPU frequency, GC of the
 // fake, SQLite growth) falls on both alike.
+//
+// A round starts its conc workers together. With the deltas back to back
+// that start is soon forgotten; with a paced answer it is not, since each
+// stream keeps the phase its request arrived with, and the closed loop
+// sends the next request when one ends: the round would measure conc
+// requests arriving in the same millisecond, over and over, whose p99 is
+// the time to admit conc-1 others first. So a paced level spreads the
+// workers' starts across one answer's duration and leaves their first
+// requests unmeasured: conc streams open at once, started as independent
+// users' are. The herd is measured apart (b.herd): each worker sends one
+// request a round, all together.
 // prior, when not nil, is the -before-ferry build, measured as one more
 // side.
 func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, conc int) (latencyResult, error) {
@@ -312,10 +358,13 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 	defer cl.close()
 	deadline := time.Now().Add(b.cfg.phaseTime)
 	n := b.cfg.requests(conc)
-	if b.pause > 0 {
+	switch {
+	case b.pause > 0 && b.herd:
+		n = conc * b.cfg.rounds
+	case b.pause > 0:
 		n = b.cfg.paceN
 	}
-	b.logf("%s at concurrency %d, %s: warm-up, then %d requests each side in %d rounds", ep.route, conc, answerName(b.deltas, b.pause), n, b.cfg.rounds)
+	b.logf("%s at concurrency %d, %s: warm-up, then %d requests each side in %d rounds", ep.route, conc, answerName(b.deltas, b.pause, conc, b.herd), n, b.cfg.rounds)
 
 	for _, t := range []*target{upT, ferryT} {
 		if _, err := cl.run(ctx, t, conc, b.cfg.warmup, 1, deadline); err != nil {
@@ -328,6 +377,7 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 		samples []sample
 		wall    time.Duration
 		checked int
+		sent    int
 		// cpu is the CPU time the side's own server (Ferry, or the bare
 		// proxy) used during the side's runs; nil for the upstream.
 		cpu   func() (time.Duration, error)
@@ -358,6 +408,9 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 		}
 	}
 	b.fake.Reset()
+	if b.pause > 0 && !b.herd {
+		cl.spread = time.Duration(b.deltas) * b.pause
+	}
 	for r := 0; r < b.cfg.rounds && time.Now().Before(deadline); r++ {
 		count := n*(r+1)/b.cfg.rounds - n*r/b.cfg.rounds
 		// Each round starts with a different side.
@@ -383,6 +436,7 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 			s.samples = append(s.samples, l.samples...)
 			s.wall += l.wall
 			s.checked += l.checked
+			s.sent += l.sent
 		}
 		// The fake records every request; a long run need not keep them.
 		b.fake.Reset()
@@ -395,9 +449,9 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 			return latencyResult{}, fmt.Errorf("no request finished within -phase-time %v", b.cfg.phaseTime)
 		}
 	}
-	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas, pause: b.pause,
+	res := latencyResult{route: ep.route, upstreamPath: ep.upstreamPath, conc: conc, deltas: b.deltas, pause: b.pause, herd: b.herd,
 		upstream: summarise(up.samples, up.wall, up.checked), ferry: summarise(fe.samples, fe.wall, fe.checked),
-		ferryCPU: fe.spent / time.Duration(len(fe.samples))}
+		ferryCPU: fe.spent / time.Duration(fe.sent)}
 	res.otherLoad, res.steal = load.other()
 	if b.cfg.profile != "" && conc == 1 {
 		if err := b.profileCPU(ctx, f, ferryT, ep.route); err != nil {
@@ -407,13 +461,13 @@ func (b *bench) compare(ctx context.Context, f, prior *ferryProc, ep endpoint, c
 	if px != nil {
 		st := summarise(px.samples, px.wall, px.checked)
 		res.proxy = &st
-		res.proxyCPU = px.spent / time.Duration(len(px.samples))
+		res.proxyCPU = px.spent / time.Duration(px.sent)
 		b.logf("  proxy:    first %v/%v last %v/%v, %.0f req/s, %v CPU per request", st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps, res.proxyCPU)
 	}
 	if pr != nil {
 		st := summarise(pr.samples, pr.wall, pr.checked)
 		res.prior = &st
-		res.priorCPU = pr.spent / time.Duration(len(pr.samples))
+		res.priorCPU = pr.spent / time.Duration(pr.sent)
 		b.logf("  %s: first %v/%v last %v/%v, %.0f req/s, %v CPU per request", b.cfg.beforeLabel, st.first.p50, st.first.p99, st.last.p50, st.last.p99, st.rps, res.priorCPU)
 	}
 	b.logf("  upstream: first %v/%v last %v/%v, %.0f req/s", res.upstream.first.p50, res.upstream.first.p99,

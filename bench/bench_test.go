@@ -54,6 +54,32 @@ func TestUpstreamTargets(t *testing.T) {
 	}
 }
 
+// TestSpreadStarts checks a spread run: worker k starts k/conc of the
+// spread in, and its first request is sent and verified but not measured.
+func TestSpreadStarts(t *testing.T) {
+	fake := llmtest.Start(t)
+	deltas := llmtest.Deltas(5)
+	fake.SetScript(llmtest.Script{Deltas: deltas, Delay: time.Millisecond})
+	cl := newClient(strings.Join(deltas, ""), 4)
+	defer cl.close()
+	cl.spread = 200 * time.Millisecond
+	ep := endpoints[0]
+	start := time.Now()
+	l, err := cl.run(context.Background(), ep.upstream(fake.URL), 4, 8, 1, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < cl.spread*3/4 {
+		t.Errorf("the run took %v: its last worker should have started %v in", took, cl.spread*3/4)
+	}
+	if len(l.samples) != 8 || l.sent != 12 || l.checked != 12 {
+		t.Errorf("%d samples, %d sent, %d checked; want 8 measured of 12 sent, all checked", len(l.samples), l.sent, l.checked)
+	}
+	if got := len(fake.Requests()); got != 12 {
+		t.Errorf("the fake got %d requests, want 12", got)
+	}
+}
+
 // TestParsersRejectCutStreams checks that a stream without its final event
 // does not pass as complete.
 func TestParsersRejectCutStreams(t *testing.T) {
@@ -148,12 +174,15 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 
 	// Concurrency 1 and 2, concurrency 1 with one-delta answers, and
-	// concurrency 2 paced.
-	if len(rep.latency) != 4*(len(endpoints)-len(rep.skipped)) || len(rep.latency) == 0 {
+	// concurrency 2 paced, with the starts spread and as a herd.
+	if len(rep.latency) != 5*(len(endpoints)-len(rep.skipped)) || len(rep.latency) == 0 {
 		t.Fatalf("%d latency results for %d endpoints (%v skipped)", len(rep.latency), len(endpoints), rep.skipped)
 	}
-	paced := 0
+	paced, herds := 0, 0
 	for _, l := range rep.latency {
+		if l.herd {
+			herds++
+		}
 		if l.pause > 0 {
 			paced++
 			// Each stream takes at least its deltas' pauses.
@@ -162,8 +191,8 @@ func TestHarnessSmoke(t *testing.T) {
 			}
 		}
 	}
-	if paced != len(endpoints)-len(rep.skipped) {
-		t.Errorf("%d paced levels, want one per endpoint", paced)
+	if paced != 2*(len(endpoints)-len(rep.skipped)) || herds != paced/2 {
+		t.Errorf("%d paced levels, %d of them herds; want two per endpoint, one a herd", paced, herds)
 	}
 	for _, l := range rep.latency {
 		for side, s := range map[string]*stats{"upstream": &l.upstream, "ferry": &l.ferry, "bare proxy": l.proxy, "again": l.prior} {

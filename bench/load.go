@@ -33,6 +33,12 @@ type sample struct{ first, last time.Duration }
 type client struct {
 	hc   *http.Client
 	want string // the answer every stream must carry
+	// spread, when set, starts a run's workers one after another across
+	// it, and a worker's first request is not measured: the run then
+	// holds conc streams open in a steady state, their starts as spread
+	// out as independent users' would be, instead of conc requests
+	// arriving at the same instant (see bench.compare).
+	spread time.Duration
 }
 
 func newClient(want string, conns int) *client {
@@ -117,23 +123,40 @@ func (c *client) stream(ctx context.Context, t *target, w *worker, verify bool) 
 // load is the outcome of one run of requests.
 type load struct {
 	samples []sample
-	wall    time.Duration
-	checked int // requests whose full text was checked
+	wall    time.Duration // from the first measured request's start
+	checked int           // requests whose full text was checked
+	sent    int           // requests sent: the samples, and those of a spread start
 }
 
 // run sends n requests to t from conc workers, stopping early at deadline,
 // and verifies every verifyEvery-th answer in full. The first error ends the
-// run.
+// run. With c.spread, worker k starts k/conc of it in, and sends one request
+// more, first, that is verified but not measured.
 func (c *client) run(ctx context.Context, t *target, conc, n, verifyEvery int, deadline time.Time) (load, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	samples := make([]sample, n)
-	var next, checked atomic.Int64
+	var next, checked, ramp atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
-	for range min(conc, n) {
+	var begin sync.Once
+	var start time.Time
+	workers := min(conc, n)
+	for k := range workers {
 		wg.Go(func() {
 			var w worker
+			if c.spread > 0 {
+				select {
+				case <-time.After(c.spread * time.Duration(k) / time.Duration(workers)):
+				case <-ctx.Done():
+					return
+				}
+				if _, err := c.stream(ctx, t, &w, true); err != nil {
+					cancel(err)
+					return
+				}
+				ramp.Add(1)
+			}
+			begin.Do(func() { start = time.Now() })
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				i := int(next.Add(1)) - 1
 				if i >= n {
@@ -159,7 +182,7 @@ func (c *client) run(ctx context.Context, t *target, conc, n, verifyEvery int, d
 	}
 	// Requests a deadline kept from starting left their slots empty.
 	samples = slices.DeleteFunc(samples, func(s sample) bool { return s.last == 0 })
-	return load{samples: samples, wall: wall, checked: int(checked.Load())}, nil
+	return load{samples: samples, wall: wall, checked: int(checked.Load() + ramp.Load()), sent: len(samples) + int(ramp.Load())}, nil
 }
 
 // stats summarises the samples of one side at one concurrency.
