@@ -105,11 +105,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	n := fs.String("n", "1:2000,64:5000", "requests per concurrency level, for each of upstream and Ferry (level:count,…; a level not listed gets 2000)")
 	fs.IntVar(&c.rounds, "rounds", 10, "the requests of a level are split into this many rounds, each started by the next side in turn, so that drift falls on every side alike")
 	fs.IntVar(&c.warmup, "warmup", 200, "requests to each side before measuring a level (every one verified)")
-	fs.DurationVar(&c.phaseTime, "phase-time", 90*time.Second, "longest one endpoint at one concurrency level may run; rounds stop early past it")
+	fs.DurationVar(&c.phaseTime, "phase-time", 3*time.Minute, "longest one endpoint at one concurrency level may run; rounds stop early past it")
 	fs.IntVar(&c.streams, "streams", 5000, "streams held open at once for the memory measurement")
 	fs.DurationVar(&c.memDelay, "mem-delay", time.Second, "the fake upstream's pause before each delta while streams are held open")
 	fs.DurationVar(&c.pace, "pace", 2*time.Millisecond, "also measure the highest concurrency level with the fake pausing this long before each delta, as a model streams its tokens: the level the first-byte target is judged on (0: not)")
-	fs.IntVar(&c.paceN, "pace-n", 2000, "requests per side at the paced level, whose streams each take the deltas' pauses")
+	fs.IntVar(&c.paceN, "pace-n", 4000, "requests per side at the paced level with spread starts, whose streams each take the deltas' pauses (its p99 is the 40th slowest of 4,000)")
 	fs.BoolVar(&c.skipMemory, "skip-memory", false, "skip the memory measurement")
 	fs.BoolVar(&c.fixed, "fixed", true, "also measure each endpoint at concurrency 1 with a one-delta answer: its fixed cost per request, apart from its cost per delta")
 	fs.BoolVar(&c.pin, "pin", true, "run the server measured (Ferry, the bare proxy) on half the machine's cores and this process (the client and the fake upstream) on the other half, as on machines of their own; false shares every core")
@@ -129,7 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.before, "before", "", "`FILE`: a BENCHMARKS.md written by an earlier run of this command (at another commit, in a worktree), whose figures are set beside this run's")
 	fs.StringVar(&c.priorBin, "before-ferry", "", "`BIN`: another build of Ferry (an earlier commit's, built in its worktree) measured in the same run as one more side of every level, and with its own memory run, so that before and after share the machine's load")
 	fs.StringVar(&c.beforeLabel, "before-label", "before", "what the -before run or the -before-ferry build was of, such as its commit, for the report")
-	fs.DurationVar(&c.timeout, "timeout", 20*time.Minute, "stop everything after this long")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Minute, "stop everything after this long")
 	fs.IntVar(&c.verifyEvery, "verify-every", 16, "decode and check the full answer of every k-th measured request (every request ends checked for its final event)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
