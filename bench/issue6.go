@@ -125,14 +125,14 @@ func (r *report) intro6(p printf) {
 			"as a model streams its tokens (faster than any hosted model does), so a first byte waits behind %d other live streams. "+
 			"The fake's opening events (Anthropic's `message_start`, OpenAI's role chunk) go out with its first delta, after the first pause: "+
 			"otherwise the bare proxy, passing them on, would get a first byte a pause before Ferry's `/ai/chat/stream`, whose stream opens with the first text. "+
-			"The %d workers' starts are spread across one answer's duration and each one's first request is not measured, "+
-			"so the level holds %d streams open in a steady state, started as independent users' are. "+
+			"The %[1]d workers' starts are spread across one answer's duration and each one's first request is not measured, "+
+			"so the level holds %[1]d streams open in a steady state, started as independent users' are. "+
 			"A round that started them together would keep them together, since each stream keeps the phase its request arrived with and the next request follows its end: "+
-			"it would measure %d requests arriving in the same millisecond, over and over, whose p99 is the time to admit the others first. "+
-			"That herd is measured apart and reported (\"%d at once\": each worker sends one request a round, all together). "+
+			"it would measure %[1]d requests arriving in the same millisecond, over and over, whose p99 is the time to admit the others first. "+
+			"That herd is measured apart and reported (\"%[1]d at once\": each worker sends one request a round, all together). "+
 			"With the deltas back to back, both halves of the machine run flat out and the p99 is mostly the client's own queueing, "+
 			"which moves by more than the target between runs of one build. That level is still reported, and its CPU per request and req/s are the throughput figures.\n\n",
-			targetFirstAt, pause, targetFirstAt-1, targetFirstAt, targetFirstAt, targetFirstAt, targetFirstAt)
+			targetFirstAt, pause, targetFirstAt-1)
 	}
 	p("Command, from the module root:\n\n    %s\n\n", r.command)
 	if e := r.before; e != nil {
